@@ -1,0 +1,46 @@
+//! Counters a source keeps: messages read, valid, dead-lettered per reason, batches, commits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vigil_engine::InvalidReason;
+
+/// Counters of one source; cheap to update from the source thread, readable from anywhere.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub valid: AtomicU64,
+    pub invalid: [AtomicU64; InvalidReason::CODES.len()],
+    pub key_mismatch: AtomicU64,
+    pub batches: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub dead_letter_retries: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_errors: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub consume_errors: AtomicU64,
+}
+
+impl SourceMetrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Invalid messages counted for a reason code (see [`InvalidReason::CODES`]).
+    pub fn invalid_count(&self, code: &str) -> u64 {
+        InvalidReason::CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.invalid[i].load(Ordering::Relaxed))
+    }
+
+    /// All invalid messages, every reason.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// A counter's current value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

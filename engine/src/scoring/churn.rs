@@ -1,0 +1,138 @@
+//! Churn risk in `[0, 1]`: BG/NBD's probability of being alive combined with hazard signals.
+//!
+//! # Formula
+//!
+//! ```text
+//! churn_risk = 1                                              if cancelled
+//!            = 1 − (1 − base) · Π_i (1 − β_i · h_i)           otherwise
+//! ```
+//!
+//! `base`, the model's risk:
+//! - repeat buyers (`x ≥ 1`) once population parameters were fitted (`refit_bgnbd`):
+//!   `base = 1 − P(alive | x, t_x, T)` (BG/NBD, time in days);
+//! - one-time buyers (`x = 0`, where BG/NBD always says P(alive) = 1), accounts without a
+//!   transaction, and everyone before the first fit: the recency rule
+//!   `base = 1 − 2^(−d / (2τ))`, `d` = days since the last transaction (since the last
+//!   interaction when there was none), `τ` = the population's typical inter-purchase time
+//!   (median of `t_x / x` over repeat buyers at the last fit; `default_purchase_gap_days`
+//!   before). Risk is 0.5 after two typical gaps of silence, 0.75 after four.
+//!
+//! Hazards `h_i ∈ [0, 1]` with weights `β_i` (config):
+//! - complaints: `min(1, open complaints / complaint_saturation)`;
+//! - falling engagement: `clamp(1 − q, 0, 1)`, `q` the engagement ratio (0 when unknown);
+//! - detractor: 1 when the latest survey score ≤ `detractor_max_score` (6), else 0;
+//! - downgrade: 1 when a downgrade happened within the long window, else 0.
+//!
+//! The product form is a noisy-OR: each hazard independently removes a share `β_i·h_i` of the
+//! remaining survival, so the risk stays in `[0, 1]`, rises with every signal and equals `base`
+//! when no hazard is present.
+
+use serde::Serialize;
+
+use super::config::ScoringConfig;
+use super::state::{AccountState, day_of};
+use crate::bgnbd::BgNbdParams;
+use crate::event::EventKind;
+
+/// Which rule gave the base risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseRule {
+    /// `1 − P(alive)` from BG/NBD.
+    BgNbd,
+    /// The recency rule (one-time buyers, no transaction, or no fitted parameters).
+    Recency,
+    /// Cancelled: risk 1.
+    Cancelled,
+}
+
+/// Churn risk and how it was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChurnBreakdown {
+    pub risk: f64,
+    pub base: f64,
+    pub rule: BaseRule,
+    /// P(alive) when population parameters and a transaction exist (1.0 for `x = 0`).
+    pub p_alive: Option<f64>,
+    /// Hazards `[complaints, engagement, detractor, downgrade]`, each in `[0, 1]`.
+    pub hazards: [f64; 4],
+}
+
+/// The population model the core holds: fitted parameters and typical inter-purchase time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Population {
+    pub params: Option<BgNbdParams>,
+    /// Typical inter-purchase time τ in days.
+    pub typical_gap_days: f64,
+}
+
+/// Churn risk of an account at `now_ms`, given its engagement ratio `q`.
+pub fn churn_risk(
+    st: &AccountState,
+    now_ms: i64,
+    q: Option<f64>,
+    pop: &Population,
+    cfg: &ScoringConfig,
+) -> ChurnBreakdown {
+    let now_day = day_of(now_ms);
+    let c = &cfg.churn;
+    let rfm = st.rfm(now_day);
+    let p_alive = match (pop.params, rfm) {
+        (Some(p), Some(r)) => Some(p.p_alive(&r)),
+        _ => None,
+    };
+    let hazards = [
+        (st.open_complaints() as f64 / c.complaint_saturation).min(1.0),
+        q.map_or(0.0, |q| (1.0 - q).clamp(0.0, 1.0)),
+        match st.latest_survey() {
+            Some((_, s)) if s <= c.detractor_max_score => 1.0,
+            _ => 0.0,
+        },
+        match st.kind_last_day(EventKind::Downgrade) {
+            Some(d) if d > now_day - cfg.windows.long as i32 => 1.0,
+            _ => 0.0,
+        },
+    ];
+    if st.cancelled() {
+        return ChurnBreakdown {
+            risk: 1.0,
+            base: 1.0,
+            rule: BaseRule::Cancelled,
+            p_alive,
+            hazards,
+        };
+    }
+    let (base, rule) = match (p_alive, rfm) {
+        (Some(p), Some(r)) if r.x >= 1.0 => ((1.0 - p).clamp(0.0, 1.0), BaseRule::BgNbd),
+        _ => {
+            let since_day = if st.tx_days > 0 {
+                Some(st.last_tx_day)
+            } else if st.last_interaction_ms != i64::MIN {
+                Some(day_of(st.last_interaction_ms))
+            } else if st.last_seen_ms != i64::MIN {
+                Some(day_of(st.last_seen_ms))
+            } else {
+                None
+            };
+            let base = since_day.map_or(0.0, |d| {
+                let days = (now_day - d).max(0) as f64;
+                1.0 - 2f64.powf(-days / (2.0 * pop.typical_gap_days))
+            });
+            (base, BaseRule::Recency)
+        }
+    };
+    let betas = [
+        c.complaint_weight,
+        c.engagement_weight,
+        c.detractor_weight,
+        c.downgrade_weight,
+    ];
+    let survival: f64 = hazards.iter().zip(betas).map(|(h, b)| 1.0 - b * h).product();
+    ChurnBreakdown {
+        risk: (1.0 - (1.0 - base) * survival).clamp(0.0, 1.0),
+        base,
+        rule,
+        p_alive,
+        hazards,
+    }
+}

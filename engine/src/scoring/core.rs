@@ -1,0 +1,1066 @@
+//! [`ScoringCore`]: applies event batches to per-account state, answers health scores and the
+//! health table, raises alerts, and snapshots itself. No I/O: time comes in as event times and
+//! [`ScoringCore::advance_clock`].
+//!
+//! # Time
+//!
+//! `now` = max(latest clock, greatest applied event time). The watermark is `now − lateness`;
+//! an event older than the watermark is late (counted in [`ApplyOutcome::late`] with its row in
+//! [`ApplyOutcome::late_rows`], and in [`CoreStats::late_total`]) and not applied. Windows and
+//! scores are evaluated at `now`.
+//!
+//! # Alerts
+//!
+//! Each account touched by a batch is evaluated once, right after its last event of the batch
+//! and at the batch's final `now` (or at the next `advance_clock` when `alerts_on_apply` is
+//! false): recovered notices, quiet timer (re)scheduling, churn threshold crossing and complaint
+//! spikes. `advance_clock` fires due quiet timers, and once per
+//! new day of `now` sweeps every account: records the day's score in the history (for
+//! `trend_7d`) and re-checks churn and spikes, which can move with time alone.
+//!
+//! # What "same state" means
+//!
+//! The event-derived state ([`AccountView`]) does not depend on arrival order within the
+//! lateness. Alert episode flags and the score history are observations at evaluation times and
+//! so depend on when evaluations happen; for a given input sequence (and snapshot/restore in
+//! between) everything, including alerts, is deterministic.
+
+use arrow::array::{Array, AsArray, Float64Array, StringArray};
+use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMillisecondType, UInt8Type};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use super::account::{AccountInfo, AccountMeta};
+use super::alert::{Alert, AlertKind};
+use super::churn::{ChurnBreakdown, Population, churn_risk};
+use super::config::ScoringConfig;
+use super::dedup::{DedupWindow, dedup_key};
+use super::hash::event_id_hash;
+use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
+use super::intern::Interner;
+use super::state::{AccountState, DAY_MS, Ev, Masks, ValueField, WindowSums, day_of, value_field};
+use super::table::{HealthBatchBuilder, HealthRow};
+use super::timers::TimerQueue;
+use crate::bgnbd::{self, BgNbdFit, Rfm};
+use crate::error::EngineError;
+use crate::event::EventKind;
+use crate::schema;
+
+const SNAPSHOT_VERSION: u32 = 2;
+
+/// What one [`ScoringCore::apply_batch`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApplyOutcome {
+    /// Events applied to state.
+    pub applied: usize,
+    /// Events dropped as duplicates of an event id already applied.
+    pub duplicates: usize,
+    /// Events older than the watermark: not applied.
+    pub late: usize,
+    /// Row indices of the late events in the batch.
+    pub late_rows: Vec<usize>,
+    /// Accounts seen for the first time.
+    pub new_accounts: usize,
+    /// Alerts raised by the touched accounts (empty when `alerts_on_apply` is false).
+    pub alerts: Vec<Alert>,
+}
+
+/// An account's health at a point in time, explained.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthScore {
+    pub account_id: String,
+    /// The engine time it was computed at.
+    pub as_of_ms: i64,
+    /// 0-100.
+    pub score: f64,
+    pub band: Band,
+    /// Present components with their normalised weights and contributions (sum = score − 50).
+    pub components: Vec<ComponentScore>,
+    /// Score now minus the recorded score 7 days before, when recorded.
+    pub trend_7d: Option<f64>,
+    /// Churn risk 0-1 (= `churn.risk`).
+    pub churn_risk: f64,
+    /// P(alive) from BG/NBD when fitted parameters and a transaction exist.
+    pub p_alive: Option<f64>,
+    pub churn: ChurnBreakdown,
+}
+
+impl HealthScore {
+    /// Contribution of a component (`None` when it has no data).
+    pub fn contribution(&self, c: super::health::Component) -> Option<f64> {
+        self.components
+            .iter()
+            .find(|p| p.component == c)
+            .map(|p| p.contribution)
+    }
+
+    /// Component score of a component (`None` when it has no data).
+    pub fn component_score(&self, c: super::health::Component) -> Option<f64> {
+        self.components.iter().find(|p| p.component == c).map(|p| p.score)
+    }
+}
+
+/// The event-derived state of one account, evaluated at `now` (order independent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountView {
+    pub account_id: String,
+    pub first_seen_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+    pub last_interaction_ms: Option<i64>,
+    /// Kinds seen, with their first and last event time (floored to the minute).
+    pub kind_seen_ms: Vec<(EventKind, i64, i64)>,
+    /// Window sums `[short, mid, long]`.
+    pub windows: [WindowSums; 3],
+    pub tickets_opened: u32,
+    pub tickets_closed: u32,
+    pub complaints: u32,
+    pub complaints_resolved: u32,
+    pub open_tickets: u32,
+    pub open_complaints: u32,
+    /// Latest scored survey `(ts, score)`.
+    pub latest_survey: Option<(i64, f64)>,
+    /// Distinct days with a transaction.
+    pub transaction_days: u32,
+    /// BG/NBD statistics in days.
+    pub rfm: Option<Rfm>,
+    /// Learned gap between interactions (days) and the number of gaps it was learned from.
+    pub cadence_days: Option<f64>,
+    pub cadence_gaps: u32,
+    pub cancelled: bool,
+    pub key: bool,
+    pub meta: Option<AccountMeta>,
+}
+
+/// Sizes and counters of a core.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoreStats {
+    pub accounts: usize,
+    pub applied_total: u64,
+    pub duplicates_total: u64,
+    pub late_total: u64,
+    pub dedup_entries: usize,
+    pub dedup_bytes: usize,
+    /// `dedup_bytes / dedup_entries`.
+    pub dedup_bytes_per_id: f64,
+    /// Daily entries held over all accounts.
+    pub day_entries: usize,
+    /// Fixed per-account struct bytes (`size_of::<AccountState>()`).
+    pub account_struct_bytes: usize,
+    /// Account state bytes: structs + their heap (entries, dimension) + ids + interner table.
+    pub state_bytes: usize,
+    /// `state_bytes / accounts`.
+    pub state_bytes_per_account: f64,
+    pub timers: usize,
+    pub clock_ms: Option<i64>,
+    pub max_event_ms: Option<i64>,
+    pub watermark_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+struct Counters {
+    applied: u64,
+    duplicates: u64,
+    late: u64,
+}
+
+/// Everything a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CoreState {
+    version: u32,
+    config: ScoringConfig,
+    ids: Vec<Box<str>>,
+    accounts: Vec<AccountState>,
+    dedup: DedupWindow,
+    timers: TimerQueue,
+    dirty: Vec<u32>,
+    clock_ms: i64,
+    max_ts_ms: i64,
+    swept_day: i32,
+    population: Population,
+    counters: Counters,
+}
+
+/// The scoring core. See the module docs.
+#[derive(Debug, Clone)]
+pub struct ScoringCore {
+    st: CoreState,
+    interner: Interner,
+    masks: Masks,
+    /// Per-row scratch of `apply_batch`, kept to avoid an allocation per batch.
+    scratch: Vec<Prep>,
+    /// Batch-local table of account indices (`apply_batch`'s last-row pass).
+    seen: Vec<u32>,
+}
+
+/// Rows per chunk of `apply_batch`'s touch-then-update pass: the states of a chunk (up to 7 lines
+/// each) stay in L2 and in the TLB between the two loops.
+const TOUCH_CHUNK: usize = 256;
+
+/// Sets `last` on each row that is the last non-duplicate row of its account in `rows`.
+fn mark_last_rows(rows: &mut [Prep], seen: &mut Vec<u32>) {
+    let slots = (2 * rows.len()).next_power_of_two().max(16);
+    seen.clear();
+    seen.resize(slots, u32::MAX);
+    let shift = 64 - slots.trailing_zeros();
+    for p in rows.iter_mut().rev() {
+        if p.dup {
+            continue;
+        }
+        let mut i = ((p.idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize;
+        loop {
+            let v = seen[i];
+            if v == p.idx {
+                break;
+            }
+            if v == u32::MAX {
+                seen[i] = p.idx;
+                p.last = true;
+                break;
+            }
+            i = (i + 1) & (slots - 1);
+        }
+    }
+}
+
+/// One non-late row of a batch between the passes of `apply_batch`.
+#[derive(Debug, Clone, Copy)]
+struct Prep {
+    row: u32,
+    idx: u32,
+    dup: bool,
+    /// The last non-duplicate row of its account in the batch.
+    last: bool,
+    /// The engine's `now` as of this row (for its watermark and eviction horizon).
+    now_at: i64,
+    acct_hash: u64,
+    id_hash: u128,
+}
+
+impl PartialEq for ScoringCore {
+    /// Equal snapshot contents (the interner is derived from the ids).
+    fn eq(&self, other: &Self) -> bool {
+        self.st == other.st
+    }
+}
+
+/// Typed columns of an event batch.
+struct Columns<'a> {
+    event_id: &'a StringArray,
+    account_id: &'a StringArray,
+    ts: &'a arrow::array::TimestampMillisecondArray,
+    kind_keys: &'a arrow::array::UInt8Array,
+    kind_map: [Option<EventKind>; 256],
+    amount: &'a Float64Array,
+    cost: &'a Float64Array,
+    score: &'a Float64Array,
+}
+
+fn columns(batch: &RecordBatch) -> Result<Columns<'_>, EngineError> {
+    let want = schema::event_schema();
+    if batch.num_columns() < schema::SCORE + 1 {
+        return Err(EngineError::Schema(format!("{} columns", batch.num_columns())));
+    }
+    for i in [
+        schema::EVENT_ID,
+        schema::ACCOUNT_ID,
+        schema::TS,
+        schema::KIND,
+        schema::AMOUNT,
+        schema::COST,
+        schema::SCORE,
+    ] {
+        let (f, w) = (batch.schema_ref().field(i).clone(), want.field(i).clone());
+        let type_ok = match w.data_type() {
+            DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                matches!(f.data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
+            }
+            t => f.data_type() == t,
+        };
+        if f.name() != w.name() || !type_ok {
+            return Err(EngineError::Schema(format!(
+                "column {i} is `{}`: {}, expected `{}`: {}",
+                f.name(),
+                f.data_type(),
+                w.name(),
+                w.data_type()
+            )));
+        }
+    }
+    let c = |i: usize| batch.column(i);
+    for i in [schema::EVENT_ID, schema::ACCOUNT_ID, schema::TS, schema::KIND] {
+        if c(i).null_count() > 0 {
+            return Err(EngineError::Schema(format!("column {i} has nulls")));
+        }
+    }
+    let kind = c(schema::KIND).as_dictionary::<UInt8Type>();
+    let names = kind
+        .values()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| EngineError::Schema("kind dictionary values are not Utf8".into()))?;
+    let mut kind_map = [None; 256];
+    for (i, slot) in kind_map.iter_mut().enumerate().take(names.len()) {
+        if names.is_valid(i) {
+            *slot = EventKind::parse(names.value(i));
+        }
+    }
+    let keys = kind.keys();
+    if let Some(bad) = keys.values().iter().find(|&&k| kind_map[k as usize].is_none()) {
+        let name = if (*bad as usize) < names.len() {
+            names.value(*bad as usize).to_string()
+        } else {
+            format!("key {bad} out of the dictionary")
+        };
+        return Err(EngineError::Schema(format!("unknown event kind `{name}`")));
+    }
+    Ok(Columns {
+        event_id: c(schema::EVENT_ID).as_string::<i32>(),
+        account_id: c(schema::ACCOUNT_ID).as_string::<i32>(),
+        ts: c(schema::TS).as_primitive::<TimestampMillisecondType>(),
+        kind_keys: keys,
+        kind_map,
+        amount: c(schema::AMOUNT).as_primitive::<Float64Type>(),
+        cost: c(schema::COST).as_primitive::<Float64Type>(),
+        score: c(schema::SCORE).as_primitive::<Float64Type>(),
+    })
+}
+
+/// Reads one field in each hot cache line of an account's state (and, when its entries spilled,
+/// the first and last entry), so that a loop of independent touches overlaps the cache and TLB
+/// misses that the dependent work after it would otherwise take one by one.
+#[inline]
+fn touch(st: &AccountState) -> i64 {
+    st.first_seen_ms ^ st.kind_last_min[0] as i64 ^ st.oldest_day as i64 ^ st.entries.touch() as i64
+}
+
+#[inline]
+fn opt(a: &Float64Array, row: usize) -> Option<f64> {
+    if a.is_valid(row) { Some(a.value(row)) } else { None }
+}
+
+impl ScoringCore {
+    /// A core with no state. Fails when the configuration is invalid.
+    pub fn new(config: ScoringConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        let masks = Masks {
+            transaction: config.transaction_mask(),
+            interaction: config.interaction_mask(),
+        };
+        let typical = config.churn.default_purchase_gap_days;
+        Ok(ScoringCore {
+            st: CoreState {
+                version: SNAPSHOT_VERSION,
+                config,
+                ids: Vec::new(),
+                accounts: Vec::new(),
+                dedup: DedupWindow::default(),
+                timers: TimerQueue::default(),
+                dirty: Vec::new(),
+                clock_ms: i64::MIN,
+                max_ts_ms: i64::MIN,
+                swept_day: i32::MIN,
+                population: Population {
+                    params: None,
+                    typical_gap_days: typical,
+                },
+                counters: Counters::default(),
+            },
+            interner: Interner::default(),
+            masks,
+            scratch: Vec::new(),
+            seen: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ScoringConfig {
+        &self.st.config
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.st.ids.len()
+    }
+
+    /// True when no account is known.
+    pub fn is_empty(&self) -> bool {
+        self.st.ids.is_empty()
+    }
+
+    /// Account ids, in index order.
+    pub fn account_ids(&self) -> impl Iterator<Item = &str> {
+        self.st.ids.iter().map(|s| &**s)
+    }
+
+    /// The engine's `now`: max(clock, greatest applied event time); `None` before either.
+    pub fn now_ms(&self) -> Option<i64> {
+        let n = self.st.clock_ms.max(self.st.max_ts_ms);
+        (n != i64::MIN).then_some(n)
+    }
+
+    fn now_or_zero(&self) -> i64 {
+        self.now_ms().unwrap_or(0)
+    }
+
+    fn lateness_ms(&self) -> i64 {
+        self.st.config.lateness_days as i64 * DAY_MS
+    }
+
+    /// The watermark: `now − lateness`; events older than it are late.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.now_ms().map(|n| n.saturating_sub(self.lateness_ms()))
+    }
+
+    /// Population BG/NBD parameters and typical inter-purchase time in use.
+    pub fn population(&self) -> Population {
+        self.st.population
+    }
+
+    fn index(&self, account_id: &str) -> Option<u32> {
+        self.interner
+            .get(self.interner.hash(account_id), account_id, &self.st.ids)
+    }
+
+    fn intern(&mut self, account_id: &str) -> (u32, bool) {
+        let h = self.interner.hash(account_id);
+        let (i, new) = self.interner.intern(h, account_id, &mut self.st.ids);
+        if new {
+            self.st.accounts.push(AccountState::with_id(account_id));
+        }
+        (i, new)
+    }
+
+    fn mark_dirty(&mut self, idx: u32) {
+        let s = &mut self.st.accounts[idx as usize];
+        if !s.dirty {
+            s.dirty = true;
+            self.st.dirty.push(idx);
+        }
+    }
+
+    /// Applies a batch of contract-v1 events ([`crate::schema::event_schema`]; extra trailing
+    /// columns are ignored). Fails without changing anything when the batch does not follow the
+    /// schema or names an unknown kind.
+    ///
+    /// Rows are processed in arrival order; a row is late when its time is older than the
+    /// watermark as of that row (`max(clock, greatest time of the non-late rows before it) −
+    /// lateness`). The work is split into passes over the batch (hashes, interning, de-duplication,
+    /// a read of each touched state, state updates) so that the cache misses of independent rows
+    /// overlap.
+    pub fn apply_batch(&mut self, batch: &RecordBatch) -> Result<ApplyOutcome, EngineError> {
+        let cols = columns(batch)?;
+        let mut out = ApplyOutcome::default();
+        let lateness = self.lateness_ms();
+        let mut now = self.st.clock_ms.max(self.st.max_ts_ms);
+        let mut watermark = now.saturating_sub(lateness);
+        let ts_values = cols.ts.values();
+        let keys = cols.kind_keys.values();
+        let mut rows = std::mem::take(&mut self.scratch);
+        rows.clear();
+        rows.reserve(batch.num_rows());
+        // Pass 1: lateness and hashes; reads the batch sequentially.
+        for (row, &ts) in ts_values.iter().enumerate() {
+            if ts < watermark {
+                out.late += 1;
+                out.late_rows.push(row);
+                continue;
+            }
+            if ts > now {
+                now = ts;
+                watermark = now.saturating_sub(lateness);
+            }
+            rows.push(Prep {
+                row: row as u32,
+                idx: 0,
+                dup: false,
+                last: false,
+                now_at: now,
+                acct_hash: self.interner.hash(cols.account_id.value(row)),
+                id_hash: event_id_hash(cols.event_id.value(row)),
+            });
+        }
+        if now != i64::MIN {
+            self.st.max_ts_ms = self.st.max_ts_ms.max(now);
+        }
+        // Pass 2: account indices, in two passes of independent lookups: a candidate index per
+        // row from the table, then the check of the candidate's id (interning when it differs).
+        for p in rows.iter_mut() {
+            p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
+        }
+        for p in rows.iter_mut() {
+            let id = cols.account_id.value(p.row as usize);
+            let same = self.st.accounts.get(p.idx as usize).is_some_and(|st| {
+                st.inline_id_is(id)
+                    .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
+            });
+            if same {
+                continue;
+            }
+            let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
+            if new {
+                self.st.accounts.push(AccountState::with_id(id));
+                out.new_accounts += 1;
+            }
+            p.idx = i;
+        }
+        // Pass 3: de-duplication, in chunks: a read of each row's slot (independent loads), then
+        // the inserts.
+        for chunk in rows.chunks_mut(TOUCH_CHUNK) {
+            let mut sink = 0u64;
+            for p in chunk.iter() {
+                let day = day_of(ts_values[p.row as usize]);
+                sink ^= self.st.dedup.touch(day, dedup_key(p.idx, p.id_hash));
+            }
+            std::hint::black_box(sink);
+            for p in chunk.iter_mut() {
+                let day = day_of(ts_values[p.row as usize]);
+                p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
+                out.duplicates += p.dup as usize;
+            }
+        }
+        // Pass 4: mark each account's last non-duplicate row of the batch (a batch-local table of
+        // the account indices, in cache; the states are not read).
+        let inline_eval = self.st.config.alerts_on_apply;
+        if inline_eval {
+            mark_last_rows(&mut rows, &mut self.seen);
+        }
+        // Pass 5, in chunks: a read of the chunk's states (independent loads whose misses
+        // overlap; a chunk's states fit in the caches and the TLB), then the state updates. With
+        // `alerts_on_apply`, an account is evaluated right after its last event of the batch, at
+        // the batch's final `now` (while its state is in cache).
+        let (masks, long) = (self.masks, self.st.config.windows.long as i32);
+        let quiet = self.st.config.quiet;
+        let batch_now = now;
+        for chunk in rows.chunks(TOUCH_CHUNK) {
+            let mut sink = 0i64;
+            for p in chunk.iter().filter(|p| !p.dup) {
+                sink ^= touch(&self.st.accounts[p.idx as usize]);
+            }
+            std::hint::black_box(sink);
+            for p in chunk.iter().filter(|p| !p.dup) {
+                let row = p.row as usize;
+                let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
+                let value = match value_field(kind) {
+                    ValueField::None => None,
+                    ValueField::Amount => opt(cols.amount, row),
+                    ValueField::Cost => opt(cols.cost, row),
+                    ValueField::Score => opt(cols.score, row),
+                };
+                let ev = Ev {
+                    ts_ms: ts_values[row],
+                    kind,
+                    value,
+                    id_hash: p.id_hash,
+                };
+                let st = &mut self.st.accounts[p.idx as usize];
+                let horizon_day = day_of(p.now_at).saturating_sub(long - 1);
+                if st.needs_eviction(horizon_day) {
+                    st.maintain(day_of(p.now_at.saturating_sub(lateness)), horizon_day, masks, &quiet);
+                }
+                st.apply(&ev, masks);
+                out.applied += 1;
+                if inline_eval {
+                    if p.last {
+                        st.dirty = false;
+                        self.evaluate_account(p.idx, batch_now, &mut out.alerts);
+                    }
+                } else if !st.dirty {
+                    st.dirty = true;
+                    self.st.dirty.push(p.idx);
+                }
+            }
+        }
+        self.scratch = rows;
+        self.st.counters.applied += out.applied as u64;
+        self.st.counters.duplicates += out.duplicates as u64;
+        self.st.counters.late += out.late as u64;
+        if watermark != i64::MIN {
+            self.st.dedup.drop_before(day_of(watermark));
+        }
+        if inline_eval {
+            // Accounts made dirty before this batch (e.g. by an upsert) and not touched by it.
+            let more = self.evaluate_dirty();
+            out.alerts.extend(more);
+        }
+        Ok(out)
+    }
+
+    /// Evaluates the accounts touched since the last evaluation.
+    fn evaluate_dirty(&mut self) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        if self.st.dirty.is_empty() {
+            return alerts;
+        }
+        let now = self.now_or_zero();
+        let dirty = std::mem::take(&mut self.st.dirty);
+        // Independent reads first (overlapping misses), then the evaluation.
+        let mut sink = 0i64;
+        for &idx in &dirty {
+            sink ^= touch(&self.st.accounts[idx as usize]);
+        }
+        std::hint::black_box(sink);
+        for &idx in &dirty {
+            let st = &mut self.st.accounts[idx as usize];
+            if !st.dirty {
+                continue; // evaluated since (inline in apply_batch)
+            }
+            st.dirty = false;
+            self.evaluate_account(idx, now, &mut alerts);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        self.st.dirty = dirty;
+        alerts
+    }
+
+    /// Maintenance and every alert check of one account at `now`.
+    fn evaluate_account(&mut self, idx: u32, now: i64, alerts: &mut Vec<Alert>) {
+        let cfg = &self.st.config;
+        let (s, l) = (cfg.windows.short, cfg.windows.long);
+        let now_day = day_of(now);
+        let wm_day = day_of(now.saturating_sub(cfg.lateness_days as i64 * DAY_MS));
+        let horizon_day = now_day.saturating_sub(l as i32 - 1);
+        let id = &self.st.ids[idx as usize];
+        let st = &mut self.st.accounts[idx as usize];
+        if st.needs_eviction(horizon_day) {
+            st.maintain(wm_day, horizon_day, self.masks, &cfg.quiet);
+        }
+        // Recovered: an interaction after the quiet episode started.
+        if st.quiet_since_ms != i64::MIN && st.last_interaction_ms > st.quiet_since_ms {
+            let silent = (st.last_interaction_ms - st.quiet_since_ms) as f64 / DAY_MS as f64;
+            let (gap, _) = st.cadence(self.masks, &cfg.quiet);
+            let thr = gap.map_or(f64::NAN, |g| g * cfg.quiet.k);
+            alerts.push(Alert::new(
+                id,
+                AlertKind::Recovered,
+                st.last_interaction_ms,
+                st.quiet_since_ms,
+                silent,
+                thr,
+                format!("{id} interacted again after {silent:.1} days of silence"),
+            ));
+            st.quiet_since_ms = i64::MIN;
+        }
+        // Quiet timer: schedule when the deadline moved earlier than the scheduled one.
+        if st.key && st.quiet_since_ms == i64::MIN && st.last_interaction_ms != i64::MIN {
+            let (gap, _) = st.cadence(self.masks, &cfg.quiet);
+            if let Some(g) = gap {
+                let deadline = st
+                    .last_interaction_ms
+                    .saturating_add((cfg.quiet.k * g * DAY_MS as f64).round() as i64);
+                if deadline < st.timer_at {
+                    st.timer_at = deadline;
+                    self.st.timers.push(deadline, idx);
+                }
+            }
+        }
+        // Churn threshold crossing and complaint spike.
+        let spike = cfg.complaint_spike;
+        let h = st.hot_sums(now_day, s, l, spike.window_days);
+        let q = engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg);
+        let churn = churn_risk(st, now, q, &self.st.population, cfg);
+        let c = cfg.churn;
+        if !st.churn_alerted && churn.risk >= c.threshold {
+            st.churn_alerted = true;
+            let start = now_day as i64 * DAY_MS;
+            alerts.push(Alert::new(
+                id,
+                AlertKind::ChurnRisk,
+                now,
+                start,
+                churn.risk,
+                c.threshold,
+                format!(
+                    "{id} churn risk {:.2} reached the threshold {:.2} (base {:.2}, rule {:?})",
+                    churn.risk, c.threshold, churn.base, churn.rule
+                ),
+            ));
+        } else if st.churn_alerted && churn.risk < c.threshold - c.hysteresis {
+            st.churn_alerted = false;
+        }
+        if h.complaints_spike >= spike.count {
+            if !st.spike_active {
+                st.spike_active = true;
+                let start = h.first_spike_day.unwrap_or(now_day) as i64 * DAY_MS;
+                alerts.push(Alert::new(
+                    id,
+                    AlertKind::ComplaintSpike,
+                    now,
+                    start,
+                    h.complaints_spike as f64,
+                    spike.count as f64,
+                    format!(
+                        "{id} had {} complaints within {} days (threshold {})",
+                        h.complaints_spike, spike.window_days, spike.count
+                    ),
+                ));
+            }
+        } else {
+            st.spike_active = false;
+        }
+    }
+
+    /// Advances the engine clock to `now_ms` (event-time watermark in replay, wall clock when
+    /// idle; a smaller value than before is ignored) and returns the alerts due: first the
+    /// evaluation of accounts touched since the last evaluation, then due quiet timers in
+    /// deadline order, then, on a new day, the daily sweep (score history, churn, spikes).
+    pub fn advance_clock(&mut self, now_ms: i64) -> Vec<Alert> {
+        self.st.clock_ms = self.st.clock_ms.max(now_ms);
+        let now = self.now_or_zero();
+        let mut alerts = self.evaluate_dirty();
+        let cfg = &self.st.config;
+        while let Some((at, idx)) = self.st.timers.pop_due(now) {
+            let st = &mut self.st.accounts[idx as usize];
+            if st.timer_at != at {
+                continue;
+            }
+            st.timer_at = i64::MAX;
+            if !st.key || st.quiet_since_ms != i64::MIN || st.last_interaction_ms == i64::MIN {
+                continue;
+            }
+            let Some(gap) = st.cadence(self.masks, &cfg.quiet).0 else {
+                continue;
+            };
+            let threshold = cfg.quiet.k * gap;
+            let deadline = st
+                .last_interaction_ms
+                .saturating_add((threshold * DAY_MS as f64).round() as i64);
+            if deadline <= now {
+                let id = &self.st.ids[idx as usize];
+                st.quiet_since_ms = st.last_interaction_ms;
+                let silent = (deadline - st.last_interaction_ms) as f64 / DAY_MS as f64;
+                alerts.push(Alert::new(
+                    id,
+                    AlertKind::Quiet,
+                    deadline,
+                    st.last_interaction_ms,
+                    silent,
+                    threshold,
+                    format!(
+                        "key account {id} has been silent for {silent:.1} days ({} × its usual gap of {gap:.1} days)",
+                        cfg.quiet.k
+                    ),
+                ));
+            } else {
+                st.timer_at = deadline;
+                self.st.timers.push(deadline, idx);
+            }
+        }
+        let today = day_of(now);
+        if today > self.st.swept_day && self.now_ms().is_some() {
+            self.st.swept_day = today;
+            for idx in 0..self.st.accounts.len() as u32 {
+                self.evaluate_account(idx, now, &mut alerts);
+                let score = self.compute(idx as usize, now).0;
+                self.st.accounts[idx as usize].record_history(today, score);
+            }
+        }
+        alerts
+    }
+
+    /// Score, components, churn and window sums of account `idx` at `now`.
+    fn compute(
+        &self,
+        idx: usize,
+        now: i64,
+    ) -> (f64, Vec<ComponentScore>, ChurnBreakdown, [WindowSums; 3], Option<f64>) {
+        let cfg = &self.st.config;
+        let st = &self.st.accounts[idx];
+        let now_day = day_of(now);
+        let sums = st.window_sums(now_day, cfg.windows.as_array());
+        let (cadence, _) = st.cadence(self.masks, &cfg.quiet);
+        let values = component_values(st, now, &sums, cadence, cfg);
+        let (score, parts) = combine(&values, cfg);
+        let q = engagement_ratio(
+            st,
+            now_day,
+            sums[0].count(EventKind::Activity),
+            sums[2].count(EventKind::Activity),
+            cfg,
+        );
+        let churn = churn_risk(st, now, q, &self.st.population, cfg);
+        (score, parts, churn, sums, cadence)
+    }
+
+    fn trend(&self, idx: usize, now: i64, score: f64) -> Option<f64> {
+        let h = self.st.accounts[idx].history(day_of(now) - 7)?;
+        Some(score - h)
+    }
+
+    /// The health of an account now (reflecting every applied event), or `None` if unknown.
+    pub fn score(&self, account_id: &str) -> Option<HealthScore> {
+        let idx = self.index(account_id)? as usize;
+        let now = self.now_or_zero();
+        let (score, components, churn, _, _) = self.compute(idx, now);
+        Some(HealthScore {
+            account_id: account_id.to_string(),
+            as_of_ms: now,
+            score,
+            band: Band::of(score, &self.st.config),
+            components,
+            trend_7d: self.trend(idx, now, score),
+            churn_risk: churn.risk,
+            p_alive: churn.p_alive,
+            churn,
+        })
+    }
+
+    /// The event-derived state of an account now.
+    pub fn account_view(&self, account_id: &str) -> Option<AccountView> {
+        let idx = self.index(account_id)? as usize;
+        let st = &self.st.accounts[idx];
+        let cfg = &self.st.config;
+        let now = self.now_or_zero();
+        let some = |v: i64, none: i64| (v != none).then_some(v);
+        let (cadence_days, cadence_gaps) = st.cadence(self.masks, &cfg.quiet);
+        Some(AccountView {
+            account_id: account_id.to_string(),
+            first_seen_ms: some(st.first_seen_ms, i64::MAX),
+            last_seen_ms: some(st.last_seen_ms, i64::MIN),
+            last_interaction_ms: some(st.last_interaction_ms, i64::MIN),
+            kind_seen_ms: EventKind::ALL
+                .iter()
+                .filter_map(|&k| st.kind_seen_ms(k).map(|(a, b)| (k, a, b)))
+                .collect(),
+            windows: st.window_sums(day_of(now), cfg.windows.as_array()),
+            tickets_opened: st.tickets_opened,
+            tickets_closed: st.tickets_closed,
+            complaints: st.complaints,
+            complaints_resolved: st.complaints_resolved,
+            open_tickets: st.open_tickets(),
+            open_complaints: st.open_complaints(),
+            latest_survey: st.latest_survey(),
+            transaction_days: st.tx_days,
+            rfm: st.rfm(day_of(now)),
+            cadence_days,
+            cadence_gaps,
+            cancelled: st.cancelled(),
+            key: st.key,
+            meta: st.meta.as_deref().cloned(),
+        })
+    }
+
+    /// True when the account is in a quiet episode.
+    pub fn is_quiet(&self, account_id: &str) -> Option<bool> {
+        let idx = self.index(account_id)? as usize;
+        Some(self.st.accounts[idx].quiet_since_ms != i64::MIN)
+    }
+
+    /// The health table: one row per account ([`super::health_schema`]), in index order.
+    pub fn health_batch(&self) -> RecordBatch {
+        self.health_batch_where(|_| true)
+    }
+
+    /// The health table restricted to accounts whose id passes `keep`.
+    pub fn health_batch_where(&self, keep: impl Fn(&str) -> bool) -> RecordBatch {
+        let now = self.now_or_zero();
+        let cfg = &self.st.config;
+        let mut b = HealthBatchBuilder::with_capacity(self.st.ids.len());
+        for (idx, id) in self.st.ids.iter().enumerate() {
+            if !keep(id) {
+                continue;
+            }
+            let st = &self.st.accounts[idx];
+            let (score, parts, churn, sums, cadence) = self.compute(idx, now);
+            let mut contributions = [None; 7];
+            for p in &parts {
+                contributions[p.component as usize] = Some(p.contribution);
+            }
+            let meta = st.meta.as_deref();
+            let rfm = st.rfm(day_of(now));
+            b.append(&HealthRow {
+                account_id: id,
+                key: st.key,
+                arr: meta.and_then(|m| m.arr),
+                owner: meta.and_then(|m| m.owner.as_deref()),
+                segment: meta.and_then(|m| m.segment.as_deref()),
+                score,
+                band: Band::of(score, cfg).as_str(),
+                churn_risk: churn.risk,
+                p_alive: churn.p_alive,
+                rfm: rfm.map(|r| (r.x, r.t_x, r.t)),
+                last_seen_ms: (st.last_seen_ms != i64::MIN).then_some(st.last_seen_ms),
+                cadence_days: cadence,
+                open_tickets: st.open_tickets() as i64,
+                open_complaints: st.open_complaints() as i64,
+                contributions,
+                trend_7d: self.trend(idx, now, score),
+                events_30d: sums[1].events() as i64,
+                revenue_90d: sums[2].revenue(),
+                complaint_cost_90d: sums[2].complaint_cost(),
+                cancelled: st.cancelled(),
+                quiet: st.quiet_since_ms != i64::MIN,
+            });
+        }
+        b.finish()
+    }
+
+    /// Inserts or replaces an account's dimension record (accounts topic). A key account with a
+    /// learned cadence gets its quiet timer at the next evaluation.
+    pub fn upsert_account(&mut self, info: AccountInfo) {
+        let (idx, _) = self.intern(&info.account_id);
+        let meta = info.meta();
+        let key = meta.is_key(self.st.config.quiet.key_arr_threshold);
+        let st = &mut self.st.accounts[idx as usize];
+        st.key = key;
+        st.meta = Some(Box::new(meta));
+        self.mark_dirty(idx);
+    }
+
+    /// Removes an account's dimension record (a tombstone). The event-derived state stays: the
+    /// events happened. Returns false when the account is unknown.
+    pub fn remove_account(&mut self, account_id: &str) -> bool {
+        let Some(idx) = self.index(account_id) else {
+            return false;
+        };
+        let st = &mut self.st.accounts[idx as usize];
+        st.meta = None;
+        st.key = false;
+        true
+    }
+
+    /// Fits the population BG/NBD parameters over every account with a transaction (statistics
+    /// in days at `now`) and uses them from now on. The typical inter-purchase time τ of the
+    /// recency rule becomes the median of `t_x / x` over repeat buyers.
+    pub fn refit_bgnbd(&mut self) -> Result<BgNbdFit, EngineError> {
+        let now_day = day_of(self.now_or_zero());
+        let rfms: Vec<Rfm> = self.st.accounts.iter().filter_map(|s| s.rfm(now_day)).collect();
+        let fit = bgnbd::fit(&rfms)?;
+        let mut gaps: Vec<f64> = rfms.iter().filter(|r| r.x >= 1.0).map(|r| r.t_x / r.x).collect();
+        gaps.sort_by(f64::total_cmp);
+        self.st.population.params = Some(fit.params);
+        if !gaps.is_empty() {
+            let m = gaps.len() / 2;
+            let median = if gaps.len() % 2 == 1 {
+                gaps[m]
+            } else {
+                (gaps[m - 1] + gaps[m]) / 2.0
+            };
+            if median > 0.0 {
+                self.st.population.typical_gap_days = median;
+            }
+        }
+        Ok(fit)
+    }
+
+    /// Sets the population model directly (e.g. parameters fitted elsewhere).
+    pub fn set_population(&mut self, population: Population) {
+        self.st.population = population;
+    }
+
+    /// Sizes and counters.
+    pub fn stats(&self) -> CoreStats {
+        let accounts = self.st.ids.len();
+        let day_entries = self.st.accounts.iter().map(|s| s.entries.len()).sum();
+        let struct_bytes = std::mem::size_of::<AccountState>();
+        let state_bytes = self.st.accounts.capacity() * struct_bytes
+            + self.st.accounts.iter().map(|s| s.heap_bytes()).sum::<usize>()
+            + self.st.ids.capacity() * std::mem::size_of::<Box<str>>()
+            + self.st.ids.iter().map(|s| s.len()).sum::<usize>()
+            + self.interner.bytes();
+        let dedup_entries = self.st.dedup.len();
+        let dedup_bytes = self.st.dedup.bytes();
+        CoreStats {
+            accounts,
+            applied_total: self.st.counters.applied,
+            duplicates_total: self.st.counters.duplicates,
+            late_total: self.st.counters.late,
+            dedup_entries,
+            dedup_bytes,
+            dedup_bytes_per_id: if dedup_entries > 0 {
+                dedup_bytes as f64 / dedup_entries as f64
+            } else {
+                0.0
+            },
+            day_entries,
+            account_struct_bytes: struct_bytes,
+            state_bytes,
+            state_bytes_per_account: if accounts > 0 {
+                state_bytes as f64 / accounts as f64
+            } else {
+                0.0
+            },
+            timers: self.st.timers.len(),
+            clock_ms: (self.st.clock_ms != i64::MIN).then_some(self.st.clock_ms),
+            max_event_ms: (self.st.max_ts_ms != i64::MIN).then_some(self.st.max_ts_ms),
+            watermark_ms: self.watermark_ms(),
+        }
+    }
+
+    /// The whole state as bytes (postcard).
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.st).expect("the core state always serializes")
+    }
+
+    /// The state of the accounts whose id passes `keep` (with their de-duplication keys and
+    /// timers; clock, watermark, population and counters are copied as they are), as bytes that
+    /// [`ScoringCore::restore`] reads. For per-partition checkpoints.
+    pub fn snapshot_where(&self, keep: impl Fn(&str) -> bool) -> Vec<u8> {
+        let mut remap = vec![u32::MAX; self.st.ids.len()];
+        let mut ids = Vec::new();
+        let mut accounts = Vec::new();
+        for (i, id) in self.st.ids.iter().enumerate() {
+            if keep(id) {
+                remap[i] = ids.len() as u32;
+                ids.push(id.clone());
+                accounts.push(self.st.accounts[i].clone());
+            }
+        }
+        let map = |i: u32| Some(remap[i as usize]).filter(|&j| j != u32::MAX);
+        let sub = CoreState {
+            version: SNAPSHOT_VERSION,
+            config: self.st.config.clone(),
+            ids,
+            accounts,
+            dedup: self.st.dedup.filtered(map),
+            timers: TimerQueue::from_entries(
+                self.st
+                    .timers
+                    .sorted()
+                    .into_iter()
+                    .filter_map(|(at, i)| map(i).map(|j| (at, j))),
+            ),
+            dirty: self.st.dirty.iter().filter_map(|&i| map(i)).collect(),
+            clock_ms: self.st.clock_ms,
+            max_ts_ms: self.st.max_ts_ms,
+            swept_day: self.st.swept_day,
+            population: self.st.population,
+            counters: self.st.counters,
+        };
+        postcard::to_allocvec(&sub).expect("the core state always serializes")
+    }
+
+    /// A core from [`ScoringCore::snapshot`] or [`ScoringCore::snapshot_where`] bytes.
+    pub fn restore(bytes: &[u8]) -> Result<ScoringCore, EngineError> {
+        let st: CoreState = postcard::from_bytes(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        if st.version != SNAPSHOT_VERSION {
+            return Err(EngineError::Snapshot(format!(
+                "version {} (this build reads {SNAPSHOT_VERSION})",
+                st.version
+            )));
+        }
+        if st.ids.len() != st.accounts.len() {
+            return Err(EngineError::Snapshot("ids and accounts differ in length".into()));
+        }
+        st.config.validate()?;
+        let n = st.ids.len() as u32;
+        if st.dirty.iter().any(|&i| i >= n) || st.timers.sorted().iter().any(|&(_, i)| i >= n) {
+            return Err(EngineError::Snapshot("account index out of range".into()));
+        }
+        let masks = Masks {
+            transaction: st.config.transaction_mask(),
+            interaction: st.config.interaction_mask(),
+        };
+        let interner = Interner::from_ids(&st.ids);
+        let mut st = st;
+        for (a, id) in st.accounts.iter_mut().zip(&st.ids) {
+            a.set_id(id);
+        }
+        Ok(ScoringCore {
+            st,
+            interner,
+            masks,
+            scratch: Vec::new(),
+            seen: Vec::new(),
+        })
+    }
+}

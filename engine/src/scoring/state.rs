@@ -1,0 +1,926 @@
+//! Per-account state: what the core remembers of an account's events, in a form where the order
+//! of arrival does not matter.
+//!
+//! - First/last seen (overall, per kind) are minima/maxima.
+//! - Rolling windows come from sparse daily entries, one per (day of event time, kind) that had
+//!   events: `count` and `amount` (the kind's money or score field, fixed point, 1e-4 units) are
+//!   integer sums, so they are exact and associative. Entries older than the long window are
+//!   evicted; a non-late event can never land there (lateness < long window).
+//! - Cumulative counters (tickets, complaints, distinct transaction days) are integer sums.
+//! - The latest survey is the one with the greatest `(ts, event id hash)`.
+//! - The interaction cadence is an EWMA over the log gaps between distinct interaction days,
+//!   folded in day order: days are folded into the stored EWMA only once the watermark has passed
+//!   them (no event can still land there), and readers continue the fold over the newer days
+//!   without storing it. The result depends only on the set of interaction days.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bgnbd::Rfm;
+use crate::event::EventKind;
+
+use super::account::AccountMeta;
+use super::config::QuietConfig;
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+const MINUTE_MS: i64 = 60_000;
+/// Fixed-point scale of money and scores in daily entries: 1 unit = 1e-4.
+pub const MONEY_SCALE: f64 = 10_000.0;
+/// Days are stored biased by this in entry keys; days beyond ±2^27 (367,000 years) are clamped.
+const DAY_BIAS: i64 = 1 << 27;
+/// Kind code used for a survey without a score (counted as an event, not as an answer).
+pub const KIND_SURVEY_NO_SCORE: u8 = 13;
+/// Number of kind slots in window sums (the 13 kinds plus [`KIND_SURVEY_NO_SCORE`]).
+pub const KIND_SLOTS: usize = 14;
+
+/// Day number (days since 1970-01-01 UTC) of an epoch-millisecond time.
+#[inline]
+pub fn day_of(ts_ms: i64) -> i32 {
+    ts_ms.div_euclid(DAY_MS).clamp(-DAY_BIAS, DAY_BIAS - 1) as i32
+}
+
+#[inline]
+fn minute_of(ts_ms: i64) -> i32 {
+    ts_ms
+        .div_euclid(MINUTE_MS)
+        .clamp(i32::MIN as i64 + 1, i32::MAX as i64 - 1) as i32
+}
+
+/// Money or score to fixed point (saturating; NaN gives 0).
+#[inline]
+pub fn to_fixed(v: f64) -> u64 {
+    (v * MONEY_SCALE).round() as u64
+}
+
+/// Fixed point back to a number.
+#[inline]
+pub fn from_fixed(v: u64) -> f64 {
+    v as f64 / MONEY_SCALE
+}
+
+#[inline]
+fn entry_key(day: i32, kind: u8) -> u32 {
+    ((((day as i64) + DAY_BIAS) as u32) << 4) | kind as u32
+}
+
+/// One (day, kind) with events: 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayEntry {
+    /// `(day + 2^27) << 4 | kind`: sorting by key sorts by day, then kind.
+    key: u32,
+    /// Events of this kind on this day (saturating).
+    count: u32,
+    /// Sum of the kind's value field, fixed point (saturating).
+    amount: u64,
+}
+
+impl DayEntry {
+    /// The day number.
+    #[inline]
+    pub fn day(&self) -> i32 {
+        ((self.key >> 4) as i64 - DAY_BIAS) as i32
+    }
+
+    /// The kind code (or [`KIND_SURVEY_NO_SCORE`]).
+    #[inline]
+    pub fn kind(&self) -> u8 {
+        (self.key & 15) as u8
+    }
+}
+
+/// Entries held inline in [`AccountState`] before they spill to the heap.
+pub const INLINE_ENTRIES: usize = 8;
+
+const EMPTY_ENTRY: DayEntry = DayEntry {
+    key: 0,
+    count: 0,
+    amount: 0,
+};
+
+/// An account's daily entries, ascending by key: up to [`INLINE_ENTRIES`] inside the account's
+/// state (same cache lines and page as the rest of it, no allocation), all of them on the heap
+/// beyond that. Serializes as a sequence, like a `Vec<DayEntry>`.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct Entries {
+    heap: Vec<DayEntry>,
+    /// Number of inline entries; unused while spilled.
+    len: u32,
+    spilled: bool,
+    /// At offset 32: in [`AccountState`], the inline entries fill two cache lines.
+    inline: [DayEntry; INLINE_ENTRIES],
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries {
+            len: 0,
+            spilled: false,
+            inline: [EMPTY_ENTRY; INLINE_ENTRIES],
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [DayEntry];
+
+    #[inline]
+    fn deref(&self) -> &[DayEntry] {
+        if self.spilled {
+            &self.heap
+        } else {
+            &self.inline[..self.len as usize]
+        }
+    }
+}
+
+impl std::ops::DerefMut for Entries {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [DayEntry] {
+        if self.spilled {
+            &mut self.heap
+        } else {
+            &mut self.inline[..self.len as usize]
+        }
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Entries {
+    /// Inserts `e` at position `i`.
+    #[inline]
+    fn insert(&mut self, i: usize, e: DayEntry) {
+        if self.spilled {
+            self.heap.insert(i, e);
+            return;
+        }
+        let n = self.len as usize;
+        if n < INLINE_ENTRIES {
+            self.inline.copy_within(i..n, i + 1);
+            self.inline[i] = e;
+            self.len += 1;
+        } else {
+            let mut heap = Vec::with_capacity(2 * INLINE_ENTRIES);
+            heap.extend_from_slice(&self.inline[..i]);
+            heap.push(e);
+            heap.extend_from_slice(&self.inline[i..n]);
+            self.heap = heap;
+            self.spilled = true;
+            self.len = 0;
+        }
+    }
+
+    /// Removes the first `n` entries; back inline when the rest fits.
+    fn drop_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.spilled {
+            self.heap.drain(..n);
+            if self.heap.len() <= INLINE_ENTRIES {
+                let m = self.heap.len();
+                self.inline[..m].copy_from_slice(&self.heap);
+                self.len = m as u32;
+                self.heap = Vec::new();
+                self.spilled = false;
+            }
+        } else {
+            let len = self.len as usize;
+            self.inline.copy_within(n..len, 0);
+            self.len = (len - n) as u32;
+        }
+    }
+
+    /// Reads the entries' cache lines (inline: both lines; spilled: the first and last entry),
+    /// for a pass of independent loads ahead of the dependent work.
+    #[inline]
+    pub fn touch(&self) -> u32 {
+        if self.spilled {
+            self.heap.first().map_or(0, |e| e.key) ^ self.heap.last().map_or(0, |e| e.key)
+        } else {
+            self.inline[0].key ^ self.inline[INLINE_ENTRIES - 1].key
+        }
+    }
+
+    /// Heap bytes (spilled entries).
+    pub fn heap_bytes(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<DayEntry>()
+    }
+
+    fn from_vec(v: Vec<DayEntry>) -> Self {
+        let mut out = Entries::default();
+        if v.len() <= INLINE_ENTRIES {
+            out.inline[..v.len()].copy_from_slice(&v);
+            out.len = v.len() as u32;
+        } else {
+            out.heap = v;
+            out.spilled = true;
+        }
+        out
+    }
+}
+
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Entries::from_vec(Vec::<DayEntry>::deserialize(d)?))
+    }
+}
+
+/// An event reduced to what the state needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Ev {
+    pub ts_ms: i64,
+    pub kind: EventKind,
+    /// The kind's value field (see [`value_field`]), if present.
+    pub value: Option<f64>,
+    /// 128-bit hash of the event id (tie-break of the latest survey).
+    pub id_hash: u128,
+}
+
+/// Which field of an event is the value summed in its daily entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueField {
+    None,
+    Amount,
+    Cost,
+    Score,
+}
+
+/// The value field of each kind, as in contract v1's kinds table.
+pub fn value_field(kind: EventKind) -> ValueField {
+    match kind {
+        EventKind::Purchase
+        | EventKind::Renewal
+        | EventKind::Downgrade
+        | EventKind::Cancellation
+        | EventKind::Referral => ValueField::Amount,
+        EventKind::Signup | EventKind::TicketClosed | EventKind::Complaint | EventKind::ComplaintResolved => {
+            ValueField::Cost
+        }
+        EventKind::Survey => ValueField::Score,
+        EventKind::Activity | EventKind::TicketOpened | EventKind::Meeting => ValueField::None,
+    }
+}
+
+/// The masks derived from the configuration, bit = kind code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Masks {
+    pub transaction: u16,
+    pub interaction: u16,
+}
+
+const NO_DAY: i32 = i32::MIN;
+const HIST: usize = 8;
+const HIST_NONE: u16 = u16::MAX;
+
+/// Longest account id kept inline in [`AccountState`].
+pub const INLINE_ID: usize = 16;
+
+/// Everything the core keeps per account. Aligned to cache lines so that an account's state
+/// starts a line (and a page, every 64 accounts) and the lines of one account are not shared.
+/// Fields are laid out by hand (`repr(C)`), hot ones first; serialized in the same order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[repr(C, align(64))]
+pub struct AccountState {
+    // Line 0: what the interner's check and most updates and evaluations read.
+    /// The account id when it is at most [`INLINE_ID`] bytes long (`id_len` ≤ 16; `u8::MAX`
+    /// otherwise): the interner's check of a candidate index reads it here, in a line the
+    /// update reads anyway, instead of in the id list. Not serialized (restored from the ids).
+    #[serde(skip)]
+    pub id_inline: [u8; INLINE_ID],
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub last_interaction_ms: i64,
+    /// Start (last interaction) of the current quiet episode (`i64::MIN` when not quiet).
+    pub quiet_since_ms: i64,
+    /// Distinct days with a transaction, and the first and last of them.
+    pub tx_days: u32,
+    pub first_tx_day: i32,
+    pub last_tx_day: i32,
+    #[serde(skip, default = "no_id")]
+    pub id_len: u8,
+    /// Key account (tier = key or ARR at/over the threshold), from the accounts dimension.
+    pub key: bool,
+    pub churn_alerted: bool,
+    pub spike_active: bool,
+    // Line 1.
+    /// Per kind, minute (epoch minutes) of the last event; `i32::MIN` when none.
+    pub kind_last_min: [i32; EventKind::COUNT],
+    pub tickets_opened: u32,
+    pub tickets_closed: u32,
+    pub complaints: u32,
+    // Line 2 on: counters, survey, then the daily entries.
+    pub complaints_resolved: u32,
+    /// Day of the first entry (`i32::MAX` when none): the eviction check without reading the
+    /// entries.
+    pub oldest_day: i32,
+    /// Touched since the last alert evaluation.
+    pub dirty: bool,
+    /// Latest survey answer: `(ts, id-hash tie-break)` and its score.
+    pub survey_ts_ms: i64,
+    pub survey_score: f64,
+    /// Sparse daily entries, ascending by (day, kind).
+    pub entries: Entries,
+    // Cold: read by some events or evaluations only.
+    pub survey_tie: u64,
+    /// Quiet timer currently scheduled (`i64::MAX` when none).
+    pub timer_at: i64,
+    /// Cadence fold: last folded interaction day, number of gaps folded, EWMA of ln(gap days).
+    pub cad_ewma: f64,
+    pub cad_last_day: i32,
+    pub cad_n: u32,
+    /// Daily score history (score × 100), ring indexed by day mod 8; `hist_day` is the newest.
+    pub hist_day: i32,
+    pub hist: [u16; HIST],
+    /// Per kind, minute (epoch minutes) of the first event; `i32::MAX` when none.
+    pub kind_first_min: [i32; EventKind::COUNT],
+    /// Accounts-dimension attributes, when a record was upserted.
+    pub meta: Option<Box<AccountMeta>>,
+}
+
+fn no_id() -> u8 {
+    u8::MAX
+}
+
+impl Default for AccountState {
+    fn default() -> Self {
+        AccountState {
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MIN,
+            last_interaction_ms: i64::MIN,
+            kind_first_min: [i32::MAX; EventKind::COUNT],
+            kind_last_min: [i32::MIN; EventKind::COUNT],
+            tickets_opened: 0,
+            tickets_closed: 0,
+            complaints: 0,
+            complaints_resolved: 0,
+            tx_days: 0,
+            first_tx_day: NO_DAY,
+            last_tx_day: NO_DAY,
+            survey_ts_ms: i64::MIN,
+            survey_tie: 0,
+            survey_score: 0.0,
+            entries: Entries::default(),
+            oldest_day: i32::MAX,
+            cad_last_day: NO_DAY,
+            cad_n: 0,
+            cad_ewma: 0.0,
+            hist_day: NO_DAY,
+            hist: [HIST_NONE; HIST],
+            key: false,
+            meta: None,
+            timer_at: i64::MAX,
+            quiet_since_ms: i64::MIN,
+            churn_alerted: false,
+            spike_active: false,
+            dirty: false,
+            id_inline: [0; INLINE_ID],
+            id_len: u8::MAX,
+        }
+    }
+}
+
+impl AccountState {
+    /// A new state of the account `id`.
+    pub fn with_id(id: &str) -> Self {
+        let mut s = AccountState::default();
+        s.set_id(id);
+        s
+    }
+
+    /// Keeps `id` inline when it is short enough.
+    pub fn set_id(&mut self, id: &str) {
+        let b = id.as_bytes();
+        if b.len() <= INLINE_ID {
+            self.id_inline = [0; INLINE_ID];
+            self.id_inline[..b.len()].copy_from_slice(b);
+            self.id_len = b.len() as u8;
+        } else {
+            self.id_len = u8::MAX;
+        }
+    }
+
+    /// `Some(true/false)` when the id is inline and equals / differs from `id`; `None` when it is
+    /// not inline (compare with the id list).
+    #[inline]
+    pub fn inline_id_is(&self, id: &str) -> Option<bool> {
+        let n = self.id_len as usize;
+        if n > INLINE_ID {
+            return None;
+        }
+        Some(n == id.len() && self.id_inline[..n] == *id.as_bytes())
+    }
+}
+
+/// Sums over a window of days, per kind slot.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WindowSums {
+    /// Events per kind code (index [`KIND_SURVEY_NO_SCORE`] = surveys without a score).
+    pub counts: [u32; KIND_SLOTS],
+    /// Fixed-point sums of the kinds' value fields.
+    pub amounts: [u64; KIND_SLOTS],
+}
+
+impl WindowSums {
+    #[inline]
+    fn add(&mut self, e: &DayEntry) {
+        let k = e.kind() as usize;
+        self.counts[k] = self.counts[k].saturating_add(e.count);
+        self.amounts[k] = self.amounts[k].saturating_add(e.amount);
+    }
+
+    /// Events of `kind`.
+    pub fn count(&self, kind: EventKind) -> u32 {
+        let n = self.counts[kind as usize];
+        if kind == EventKind::Survey {
+            n.saturating_add(self.counts[KIND_SURVEY_NO_SCORE as usize])
+        } else {
+            n
+        }
+    }
+
+    /// Sum of `kind`'s value field.
+    pub fn amount(&self, kind: EventKind) -> f64 {
+        from_fixed(self.amounts[kind as usize])
+    }
+
+    /// All events.
+    pub fn events(&self) -> u64 {
+        self.counts.iter().map(|&c| c as u64).sum()
+    }
+
+    /// Revenue: amounts of purchases and renewals.
+    pub fn revenue(&self) -> f64 {
+        from_fixed(self.amounts[EventKind::Purchase as usize].saturating_add(self.amounts[EventKind::Renewal as usize]))
+    }
+
+    /// Handling cost of complaints: costs of `complaint` and `complaint_resolved`.
+    pub fn complaint_cost(&self) -> f64 {
+        from_fixed(
+            self.amounts[EventKind::Complaint as usize]
+                .saturating_add(self.amounts[EventKind::ComplaintResolved as usize]),
+        )
+    }
+
+    /// Handling cost of tickets: costs of `ticket_closed`.
+    pub fn ticket_cost(&self) -> f64 {
+        from_fixed(self.amounts[EventKind::TicketClosed as usize])
+    }
+
+    /// Mean survey score of the scored surveys, if any.
+    pub fn survey_mean(&self) -> Option<f64> {
+        let n = self.counts[EventKind::Survey as usize];
+        (n > 0).then(|| from_fixed(self.amounts[EventKind::Survey as usize]) / n as f64)
+    }
+}
+
+/// The inputs of churn risk and the complaint spike that come from the daily entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HotSums {
+    pub activity_short: u32,
+    pub activity_long: u32,
+    pub complaints_spike: u32,
+    /// Earliest day with a complaint inside the spike window.
+    pub first_spike_day: Option<i32>,
+}
+
+impl AccountState {
+    /// Applies one non-late, non-duplicate event. Returns true when it is an interaction.
+    pub fn apply(&mut self, ev: &Ev, masks: Masks) -> bool {
+        let k = ev.kind as u8;
+        let ki = k as usize;
+        self.first_seen_ms = self.first_seen_ms.min(ev.ts_ms);
+        self.last_seen_ms = self.last_seen_ms.max(ev.ts_ms);
+        let minute = minute_of(ev.ts_ms);
+        // first ≤ last: the first minute can only move when this event is not after the last
+        // one (or is the kind's first), which spares the read of the cold line.
+        if minute < self.kind_last_min[ki] || self.kind_last_min[ki] == i32::MIN {
+            self.kind_first_min[ki] = self.kind_first_min[ki].min(minute);
+        }
+        self.kind_last_min[ki] = self.kind_last_min[ki].max(minute);
+        let interaction = masks.interaction & (1 << k) != 0;
+        if interaction {
+            self.last_interaction_ms = self.last_interaction_ms.max(ev.ts_ms);
+        }
+        let day = day_of(ev.ts_ms);
+        match ev.kind {
+            EventKind::TicketOpened => self.tickets_opened = self.tickets_opened.saturating_add(1),
+            EventKind::TicketClosed => self.tickets_closed = self.tickets_closed.saturating_add(1),
+            EventKind::Complaint => self.complaints = self.complaints.saturating_add(1),
+            EventKind::ComplaintResolved => self.complaints_resolved = self.complaints_resolved.saturating_add(1),
+            EventKind::Survey => {
+                if let Some(score) = ev.value {
+                    let tie = ev.id_hash as u64;
+                    if (ev.ts_ms, tie) > (self.survey_ts_ms, self.survey_tie) {
+                        self.survey_ts_ms = ev.ts_ms;
+                        self.survey_tie = tie;
+                        self.survey_score = score;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if masks.transaction & (1 << k) != 0 {
+            if !self.has_transaction_on(day, masks.transaction) {
+                self.tx_days = self.tx_days.saturating_add(1);
+            }
+            self.first_tx_day = if self.first_tx_day == NO_DAY {
+                day
+            } else {
+                self.first_tx_day.min(day)
+            };
+            self.last_tx_day = self.last_tx_day.max(day);
+        }
+        let slot = if ev.kind == EventKind::Survey && ev.value.is_none() {
+            KIND_SURVEY_NO_SCORE
+        } else {
+            k
+        };
+        self.add_entry(day, slot, ev.value.map_or(0, to_fixed));
+        interaction
+    }
+
+    /// True when an entry of a transaction kind exists on `day`.
+    fn has_transaction_on(&self, day: i32, tx_mask: u16) -> bool {
+        self.entries
+            .iter()
+            .rev()
+            .take_while(|e| e.day() >= day)
+            .any(|e| e.day() == day && e.kind() < 13 && tx_mask & (1 << e.kind()) != 0)
+    }
+
+    #[inline]
+    fn add_entry(&mut self, day: i32, kind: u8, amount: u64) {
+        let key = entry_key(day, kind);
+        let mut i = self.entries.len();
+        while i > 0 && self.entries[i - 1].key > key {
+            i -= 1;
+        }
+        if i > 0 && self.entries[i - 1].key == key {
+            let e = &mut self.entries[i - 1];
+            e.count = e.count.saturating_add(1);
+            e.amount = e.amount.saturating_add(amount);
+        } else {
+            self.entries.insert(i, DayEntry { key, count: 1, amount });
+            if i == 0 {
+                self.oldest_day = day;
+            }
+        }
+    }
+
+    /// True when entries before `horizon_day` are held (then [`AccountState::maintain`] is due).
+    #[inline]
+    pub fn needs_eviction(&self, horizon_day: i32) -> bool {
+        self.oldest_day < horizon_day
+    }
+
+    /// Folds settled interaction days (before `watermark_day`) into the stored cadence, then
+    /// evicts entries before `horizon_day` (the first day of the long window).
+    pub fn maintain(&mut self, watermark_day: i32, horizon_day: i32, masks: Masks, q: &QuietConfig) {
+        let (last, n, ewma) = self.fold(watermark_day, masks, q);
+        self.cad_last_day = last;
+        self.cad_n = n;
+        self.cad_ewma = ewma;
+        if self.oldest_day < horizon_day {
+            let cut = self.entries.partition_point(|e| e.day() < horizon_day);
+            self.entries.drop_front(cut);
+            self.oldest_day = self.entries.first().map_or(i32::MAX, |e| e.day());
+        }
+    }
+
+    /// The cadence fold continued over the interaction days in the entries before `until_day`.
+    fn fold(&self, until_day: i32, masks: Masks, q: &QuietConfig) -> (i32, u32, f64) {
+        let (mut last, mut n, mut ewma) = (self.cad_last_day, self.cad_n, self.cad_ewma);
+        let start = if last == NO_DAY {
+            0
+        } else {
+            let after = entry_key(last, 15);
+            self.entries.partition_point(|e| e.key <= after)
+        };
+        let mut prev_day = NO_DAY;
+        for e in &self.entries[start..] {
+            let d = e.day();
+            if d >= until_day {
+                break;
+            }
+            if d == prev_day || e.kind() >= 13 || masks.interaction & (1 << e.kind()) == 0 {
+                continue;
+            }
+            prev_day = d;
+            if last != NO_DAY {
+                let lg = ((d - last) as f64).ln();
+                ewma = if n == 0 {
+                    lg
+                } else {
+                    (1.0 - q.ewma_alpha) * ewma + q.ewma_alpha * lg
+                };
+                n = n.saturating_add(1);
+            }
+            last = d;
+        }
+        (last, n, ewma)
+    }
+
+    /// The learned gap between interactions in days (clamped to the floor and ceiling) and the
+    /// number of gaps it was learned from; `None` before `min_gaps` gaps.
+    pub fn cadence(&self, masks: Masks, q: &QuietConfig) -> (Option<f64>, u32) {
+        let (_, n, ewma) = self.fold(i32::MAX, masks, q);
+        let gap = (n >= q.min_gaps.max(1)).then(|| ewma.exp().clamp(q.min_gap_days, q.max_gap_days));
+        (gap, n)
+    }
+
+    /// Sums of the three windows `[short, mid, long]` ending at `now_day` (inclusive).
+    pub fn window_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
+        let mut out = [WindowSums::default(); 3];
+        let starts = windows.map(|w| now_day - w as i32 + 1);
+        for e in self.entries.iter().rev() {
+            let d = e.day();
+            if d > now_day {
+                continue;
+            }
+            if d < starts[2] {
+                break;
+            }
+            for (i, s) in starts.iter().enumerate() {
+                if d >= *s {
+                    out[i].add(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// The entry sums churn risk and the complaint spike need, in one lean pass.
+    pub fn hot_sums(&self, now_day: i32, short: u32, long: u32, spike_days: u32) -> HotSums {
+        let (s_start, l_start, c_start) = (
+            now_day - short as i32 + 1,
+            now_day - long as i32 + 1,
+            now_day - spike_days as i32 + 1,
+        );
+        let mut h = HotSums::default();
+        for e in self.entries.iter().rev() {
+            let d = e.day();
+            if d > now_day {
+                continue;
+            }
+            if d < l_start {
+                break;
+            }
+            if e.kind() == EventKind::Activity as u8 {
+                h.activity_long = h.activity_long.saturating_add(e.count);
+                if d >= s_start {
+                    h.activity_short = h.activity_short.saturating_add(e.count);
+                }
+            } else if e.kind() == EventKind::Complaint as u8 && d >= c_start {
+                h.complaints_spike = h.complaints_spike.saturating_add(e.count);
+                h.first_spike_day = Some(d);
+            }
+        }
+        h
+    }
+
+    /// Bytes held on the heap by this account's entries.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.heap_bytes()
+            + self
+                .meta
+                .as_ref()
+                .map_or(0, |m| std::mem::size_of::<AccountMeta>() + m.heap_bytes())
+    }
+
+    /// Open tickets: opened minus closed, not below 0.
+    pub fn open_tickets(&self) -> u32 {
+        self.tickets_opened.saturating_sub(self.tickets_closed)
+    }
+
+    /// Unresolved complaints: complaints minus resolutions, not below 0.
+    pub fn open_complaints(&self) -> u32 {
+        self.complaints.saturating_sub(self.complaints_resolved)
+    }
+
+    /// True when a kind was ever seen.
+    pub fn has_kind(&self, kind: EventKind) -> bool {
+        self.kind_last_min[kind as usize] != i32::MIN
+    }
+
+    /// Day of the last event of a kind.
+    pub fn kind_last_day(&self, kind: EventKind) -> Option<i32> {
+        self.has_kind(kind)
+            .then(|| (self.kind_last_min[kind as usize] as i64 * MINUTE_MS).div_euclid(DAY_MS) as i32)
+    }
+
+    /// First and last event time of a kind, floored to the minute.
+    pub fn kind_seen_ms(&self, kind: EventKind) -> Option<(i64, i64)> {
+        let i = kind as usize;
+        self.has_kind(kind).then(|| {
+            (
+                self.kind_first_min[i] as i64 * MINUTE_MS,
+                self.kind_last_min[i] as i64 * MINUTE_MS,
+            )
+        })
+    }
+
+    /// Cancelled: the last cancellation is not older than the last signup, purchase or renewal
+    /// (minute resolution; a tie counts as cancelled).
+    pub fn cancelled(&self) -> bool {
+        let c = self.kind_last_min[EventKind::Cancellation as usize];
+        c != i32::MIN
+            && [EventKind::Signup, EventKind::Purchase, EventKind::Renewal]
+                .iter()
+                .all(|k| self.kind_last_min[*k as usize] <= c)
+    }
+
+    /// The latest scored survey `(ts, score)`.
+    pub fn latest_survey(&self) -> Option<(i64, f64)> {
+        (self.survey_ts_ms != i64::MIN).then_some((self.survey_ts_ms, self.survey_score))
+    }
+
+    /// BG/NBD statistics in days at `now_day`: `x` = distinct transaction days − 1, `t_x` =
+    /// last − first transaction day, `T` = now − first transaction day.
+    pub fn rfm(&self, now_day: i32) -> Option<Rfm> {
+        (self.tx_days > 0).then(|| Rfm {
+            x: (self.tx_days - 1) as f64,
+            t_x: (self.last_tx_day - self.first_tx_day) as f64,
+            t: (now_day.max(self.last_tx_day) - self.first_tx_day) as f64,
+        })
+    }
+
+    /// Records `score` as the score of `day` in the history.
+    pub fn record_history(&mut self, day: i32, score: f64) {
+        let v = (score * 100.0).round().clamp(0.0, 10_000.0) as u16;
+        if self.hist_day == NO_DAY || day - self.hist_day >= HIST as i32 {
+            self.hist = [HIST_NONE; HIST];
+        } else if day > self.hist_day {
+            for d in self.hist_day + 1..day {
+                self.hist[d.rem_euclid(HIST as i32) as usize] = HIST_NONE;
+            }
+        } else if day < self.hist_day {
+            return;
+        }
+        self.hist[day.rem_euclid(HIST as i32) as usize] = v;
+        self.hist_day = day;
+    }
+
+    /// The recorded score of `day`, if kept.
+    pub fn history(&self, day: i32) -> Option<f64> {
+        if self.hist_day == NO_DAY || day > self.hist_day || self.hist_day - day >= HIST as i32 {
+            return None;
+        }
+        let v = self.hist[day.rem_euclid(HIST as i32) as usize];
+        (v != HIST_NONE).then(|| v as f64 / 100.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masks() -> Masks {
+        let c = super::super::ScoringConfig::default();
+        Masks {
+            transaction: c.transaction_mask(),
+            interaction: c.interaction_mask(),
+        }
+    }
+
+    #[test]
+    fn entry_key_round_trips_and_sorts() {
+        for (d, k) in [(0, 0u8), (-5, 3), (20_000, 12), (-(1 << 27), 13), ((1 << 27) - 1, 15)] {
+            let e = DayEntry {
+                key: entry_key(d, k),
+                count: 1,
+                amount: 0,
+            };
+            assert_eq!((e.day(), e.kind()), (d, k));
+        }
+        assert!(entry_key(-1, 15) < entry_key(0, 0));
+        assert!(entry_key(5, 1) < entry_key(5, 2));
+    }
+
+    #[test]
+    fn history_ring() {
+        let mut s = AccountState::default();
+        s.record_history(100, 55.5);
+        s.record_history(103, 60.0);
+        assert_eq!(s.history(100), Some(55.5));
+        assert_eq!(s.history(101), None);
+        assert_eq!(s.history(103), Some(60.0));
+        s.record_history(108, 70.0);
+        assert_eq!(s.history(100), None, "older than 8 days");
+        assert_eq!(s.history(103), Some(60.0));
+        s.record_history(200, 1.0);
+        assert_eq!(s.history(103), None);
+    }
+
+    #[test]
+    fn hot_sums_agree_with_window_sums() {
+        let m = masks();
+        let mut s = AccountState::default();
+        let mut t = 0;
+        for day in 0..120i64 {
+            for k in [EventKind::Activity, EventKind::Complaint, EventKind::Activity] {
+                if (day * 7 + k as i64) % 3 != 0 {
+                    t += 1;
+                    s.apply(
+                        &Ev {
+                            ts_ms: day * DAY_MS + 1000,
+                            kind: k,
+                            value: Some(1.0),
+                            id_hash: t,
+                        },
+                        m,
+                    );
+                }
+            }
+        }
+        let w = s.window_sums(110, [7, 30, 90]);
+        let h = s.hot_sums(110, 7, 90, 30);
+        assert_eq!(h.activity_short, w[0].count(EventKind::Activity));
+        assert_eq!(h.activity_long, w[2].count(EventKind::Activity));
+        assert_eq!(h.complaints_spike, w[1].count(EventKind::Complaint));
+    }
+
+    #[test]
+    fn hot_fields_sit_in_the_first_lines() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<AccountState>() % 64, 0);
+        // Line 0: the interner's check and the fields most updates and evaluations read.
+        for off in [
+            offset_of!(AccountState, id_inline),
+            offset_of!(AccountState, id_len),
+            offset_of!(AccountState, first_seen_ms),
+            offset_of!(AccountState, last_interaction_ms),
+            offset_of!(AccountState, quiet_since_ms),
+            offset_of!(AccountState, last_tx_day),
+            offset_of!(AccountState, spike_active),
+        ] {
+            assert!(off < 64, "offset {off}");
+        }
+        assert!(offset_of!(AccountState, kind_last_min) >= 64 && offset_of!(AccountState, complaints) < 128);
+        // The inline entries start a line and fill two.
+        assert_eq!(
+            (offset_of!(AccountState, entries) + offset_of!(Entries, inline)) % 64,
+            0
+        );
+        assert_eq!(size_of::<[DayEntry; INLINE_ENTRIES]>(), 128);
+    }
+
+    #[test]
+    fn entries_spill_to_the_heap_and_come_back() {
+        let m = masks();
+        let mut s = AccountState::default();
+        let n = INLINE_ENTRIES as i64 + 5;
+        // Days in descending order: every entry is inserted at the front.
+        for (i, day) in (0..n).rev().enumerate() {
+            s.apply(
+                &Ev {
+                    ts_ms: day * DAY_MS,
+                    kind: EventKind::Activity,
+                    value: None,
+                    id_hash: i as u128,
+                },
+                m,
+            );
+        }
+        assert_eq!(s.entries.len(), n as usize);
+        assert!(s.entries.heap_bytes() > 0, "spilled");
+        assert!(s.entries.windows(2).all(|w| w[0].key < w[1].key));
+        assert_eq!(s.oldest_day, 0);
+        let q = super::super::ScoringConfig::default().quiet;
+        // Evict all but the last 3 days: back inline.
+        s.maintain(0, (n - 3) as i32, m, &q);
+        assert_eq!(s.entries.len(), 3);
+        assert_eq!(s.entries.heap_bytes(), 0);
+        assert_eq!(s.oldest_day, (n - 3) as i32);
+        let back: AccountState = postcard::from_bytes(&postcard::to_allocvec(&s).expect("ser")).expect("de");
+        assert_eq!(back.entries, s.entries);
+        // Inline eviction.
+        s.maintain(0, (n - 1) as i32, m, &q);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(s.entries[0].day(), (n - 1) as i32);
+    }
+
+    #[test]
+    fn inline_id() {
+        let s = AccountState::with_id("acct-0000001");
+        assert_eq!(s.inline_id_is("acct-0000001"), Some(true));
+        assert_eq!(s.inline_id_is("acct-0000002"), Some(false));
+        assert_eq!(s.inline_id_is("acct-00000011"), Some(false));
+        assert_eq!(s.inline_id_is(""), Some(false));
+        let long = AccountState::with_id("an-account-id-longer-than-16-bytes");
+        assert_eq!(long.inline_id_is("an-account-id-longer-than-16-bytes"), None);
+        assert_eq!(AccountState::with_id("").inline_id_is(""), Some(true));
+    }
+}

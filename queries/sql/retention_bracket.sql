@@ -1,0 +1,67 @@
+-- Bracket retention (Amplitude's custom brackets): for each bracket LO-HI of periods, of the
+-- accounts whose period HI has completed before as_of, the number and share that did a return
+-- event in at least one of their periods LO..HI.
+--
+-- Starts, periods, as_of and the return event are as in retention_nday. An account counts in a
+-- bracket's denominator only once the whole bracket has elapsed.
+-- @param granularity:period day Period length: day, week or month
+-- @param brackets:ranges 0-0,1-7,8-14,15-30 Brackets of periods, LO-HI,LO-HI,...
+-- @param start_event:kind signup Kind of the start event, or any for an account's first event
+-- @param return_event:kind any Kind of the return event, or any for any kind except cancellation
+-- @param as_of:date latest End of observation, exclusive (latest = just after the last event)
+WITH ev AS (
+    SELECT account_id, CAST(ts AS TIMESTAMP) AS ts, CAST(kind AS VARCHAR) AS kind FROM events
+),
+bounds AS (
+    SELECT COALESCE({{as_of}}, max(ts) + INTERVAL '1 millisecond') AS as_of FROM ev
+),
+obs AS (
+    SELECT e.account_id, e.kind, CAST(CASE {{granularity}}
+        WHEN 'day' THEN floor(date_part('epoch', e.ts) / 86400)
+        WHEN 'week' THEN floor((floor(date_part('epoch', e.ts) / 86400) + 3) / 7)
+        ELSE date_part('year', e.ts) * 12 + date_part('month', e.ts) - 1 END AS BIGINT) AS p
+    FROM ev e CROSS JOIN bounds b
+    WHERE e.ts < b.as_of
+),
+now_p AS (
+    SELECT CAST(CASE {{granularity}}
+        WHEN 'day' THEN floor(date_part('epoch', as_of) / 86400)
+        WHEN 'week' THEN floor((floor(date_part('epoch', as_of) / 86400) + 3) / 7)
+        ELSE date_part('year', as_of) * 12 + date_part('month', as_of) - 1 END AS BIGINT) AS p
+    FROM bounds
+),
+starts AS (
+    SELECT account_id, min(p) AS start_p FROM obs
+    WHERE {{start_event}} = 'any' OR kind = {{start_event}}
+    GROUP BY account_id
+),
+returns AS (
+    SELECT DISTINCT o.account_id, o.p - s.start_p AS n
+    FROM obs o JOIN starts s ON o.account_id = s.account_id
+    WHERE o.p >= s.start_p
+      AND (({{return_event}} = 'any' AND o.kind <> 'cancellation') OR o.kind = {{return_event}})
+),
+brackets AS (
+    SELECT CAST(lo AS BIGINT) AS lo, CAST(hi AS BIGINT) AS hi FROM {{brackets}} AS b(lo, hi)
+),
+eligible AS (
+    SELECT b.lo, b.hi, count(*) AS accounts
+    FROM starts s CROSS JOIN brackets b CROSS JOIN now_p
+    WHERE s.start_p + b.hi < now_p.p
+    GROUP BY b.lo, b.hi
+),
+returned AS (
+    SELECT b.lo, b.hi, count(DISTINCT r.account_id) AS accounts
+    FROM returns r JOIN brackets b ON r.n >= b.lo AND r.n <= b.hi
+    JOIN starts s ON r.account_id = s.account_id CROSS JOIN now_p
+    WHERE s.start_p + b.hi < now_p.p
+    GROUP BY b.lo, b.hi
+)
+SELECT CAST(b.lo AS VARCHAR) || '-' || CAST(b.hi AS VARCHAR) AS bracket,
+       COALESCE(e.accounts, 0) AS eligible,
+       COALESCE(r.accounts, 0) AS returned,
+       CASE WHEN e.accounts > 0 THEN round(100.0 * COALESCE(r.accounts, 0) / e.accounts, 2) END AS retention_pct
+FROM brackets b
+LEFT JOIN eligible e ON e.lo = b.lo AND e.hi = b.hi
+LEFT JOIN returned r ON r.lo = b.lo AND r.hi = b.hi
+ORDER BY b.lo, b.hi

@@ -1,0 +1,64 @@
+-- Unbounded retention ("returned on period N or later", Amplitude's Return On or After): for
+-- each period N = 0..periods, of the accounts whose period N has completed before as_of, the
+-- number and share that did a return event in their period N or any later one (up to as_of).
+--
+-- Starts, periods, as_of and the return event are as in retention_nday: an account counts in
+-- N's denominator only once N periods have elapsed since its start period, so young cohorts do
+-- not pull the curve down. The curve never rises with N.
+-- @param granularity:period week Period length: day, week or month
+-- @param periods:int 8 Report periods 0..periods
+-- @param start_event:kind signup Kind of the start event, or any for an account's first event
+-- @param return_event:kind any Kind of the return event, or any for any kind except cancellation
+-- @param as_of:date latest End of observation, exclusive (latest = just after the last event)
+WITH ev AS (
+    SELECT account_id, CAST(ts AS TIMESTAMP) AS ts, CAST(kind AS VARCHAR) AS kind FROM events
+),
+bounds AS (
+    SELECT COALESCE({{as_of}}, max(ts) + INTERVAL '1 millisecond') AS as_of FROM ev
+),
+obs AS (
+    SELECT e.account_id, e.kind, CAST(CASE {{granularity}}
+        WHEN 'day' THEN floor(date_part('epoch', e.ts) / 86400)
+        WHEN 'week' THEN floor((floor(date_part('epoch', e.ts) / 86400) + 3) / 7)
+        ELSE date_part('year', e.ts) * 12 + date_part('month', e.ts) - 1 END AS BIGINT) AS p
+    FROM ev e CROSS JOIN bounds b
+    WHERE e.ts < b.as_of
+),
+now_p AS (
+    SELECT CAST(CASE {{granularity}}
+        WHEN 'day' THEN floor(date_part('epoch', as_of) / 86400)
+        WHEN 'week' THEN floor((floor(date_part('epoch', as_of) / 86400) + 3) / 7)
+        ELSE date_part('year', as_of) * 12 + date_part('month', as_of) - 1 END AS BIGINT) AS p
+    FROM bounds
+),
+starts AS (
+    SELECT account_id, min(p) AS start_p FROM obs
+    WHERE {{start_event}} = 'any' OR kind = {{start_event}}
+    GROUP BY account_id
+),
+last_return AS (
+    SELECT o.account_id, max(o.p - s.start_p) AS max_n
+    FROM obs o JOIN starts s ON o.account_id = s.account_id
+    WHERE o.p >= s.start_p
+      AND (({{return_event}} = 'any' AND o.kind <> 'cancellation') OR o.kind = {{return_event}})
+    GROUP BY o.account_id
+),
+ns AS (
+    SELECT CAST(n AS BIGINT) AS n FROM generate_series(0, {{periods}}) AS g(n)
+),
+cells AS (
+    SELECT ns.n, s.account_id, COALESCE(l.max_n >= ns.n, false) AS came_back
+    FROM starts s CROSS JOIN ns CROSS JOIN now_p
+    LEFT JOIN last_return l ON l.account_id = s.account_id
+    WHERE s.start_p + ns.n < now_p.p
+),
+agg AS (
+    SELECT n, count(*) AS eligible, sum(CASE WHEN came_back THEN 1 ELSE 0 END) AS returned
+    FROM cells GROUP BY n
+)
+SELECT ns.n AS period,
+       COALESCE(a.eligible, 0) AS eligible,
+       COALESCE(a.returned, 0) AS returned,
+       CASE WHEN a.eligible > 0 THEN round(100.0 * a.returned / a.eligible, 2) END AS retention_pct
+FROM ns LEFT JOIN agg a ON a.n = ns.n
+ORDER BY period

@@ -1,0 +1,260 @@
+//! [`Analyst`]: a DataFusion session with vigil's tables, UDFs and named queries, read-only.
+//!
+//! Tables: `events` (Parquet segments + in-memory tail, [`crate::segments`]), `accounts`,
+//! `health` (live snapshot, [`crate::snapshot`]) and `alerts` (segments + tail). Every named
+//! query is a view with its defaults and a table function with parameters
+//! ([`crate::functions`]). Only the table functions listed in [`ALLOWED_TABLE_FUNCTIONS`] and the
+//! named queries exist in the session, so no SQL can read a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+
+use crate::accounts::{accounts_schema, accounts_table, load_accounts_file};
+use crate::error::{QueryError, Result};
+use crate::functions::{NamedQueryFunction, plan_named};
+use crate::live::{ALERT_TIME_COLUMN, alert_schema, health_schema};
+use crate::named;
+use crate::readonly;
+use crate::segments::SegmentStore;
+use crate::snapshot::{SnapshotFn, SnapshotTable};
+
+/// Built-in table functions kept in analyst sessions (they generate rows, read nothing).
+pub const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
+
+/// What goes into an [`Analyst`] session.
+pub struct AnalystBuilder {
+    events: SegmentStore,
+    alerts: Option<SegmentStore>,
+    accounts: Option<Arc<dyn TableProvider>>,
+    health: Option<SnapshotFn>,
+}
+
+impl AnalystBuilder {
+    /// The alert history store (default: an empty in-memory-only store beside the events).
+    pub fn alerts(mut self, alerts: SegmentStore) -> Self {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// The accounts table (default: empty). See [`crate::accounts`].
+    pub fn accounts(mut self, accounts: Arc<dyn TableProvider>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The snapshot function of the `health` table (default: no rows). It must return batches of
+    /// [`health_schema`].
+    pub fn health(mut self, snapshot: SnapshotFn) -> Self {
+        self.health = Some(snapshot);
+        self
+    }
+
+    /// Builds the session.
+    pub fn build(self) -> Result<Analyst> {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("vigil", "public");
+        // `SELECT * FROM retention_nday(...)` keeps the named query's ORDER BY.
+        config.options_mut().sql_parser.enable_subquery_sort_elimination = false;
+        let ctx = SessionContext::new_with_config(config);
+        let state = ctx.state();
+        for name in state.table_functions().keys() {
+            if !ALLOWED_TABLE_FUNCTIONS.contains(&name.as_str()) {
+                ctx.deregister_udtf(name);
+            }
+        }
+        crate::udf::register_all(&ctx);
+
+        let alerts = match self.alerts {
+            Some(a) => a,
+            None => SegmentStore::open(
+                "alerts",
+                self.events.dir().join("..").join("alerts"),
+                alert_schema(),
+                ALERT_TIME_COLUMN,
+            )?,
+        };
+        ctx.register_table("events", self.events.table())?;
+        ctx.register_table("alerts", alerts.table())?;
+        let accounts = match self.accounts {
+            Some(a) => a,
+            None => accounts_table(&[])?,
+        };
+        if accounts.schema().fields() != accounts_schema().fields() {
+            return Err(QueryError::Schema {
+                table: "accounts".into(),
+                detail: format!("expected {:?}", accounts_schema().fields()),
+            });
+        }
+        ctx.register_table("accounts", accounts)?;
+        let health = self
+            .health
+            .unwrap_or_else(|| Arc::new(|| Ok(RecordBatch::new_empty(health_schema()))));
+        ctx.register_table("health", Arc::new(SnapshotTable::new(health_schema(), health)))?;
+
+        let state = ctx.state();
+        for q in named::builtin() {
+            ctx.register_udtf(&q.name, Arc::new(NamedQueryFunction::new(q)));
+            ctx.register_table(q.name.as_str(), plan_named(&state, q, &[])?)?;
+        }
+        Ok(Analyst {
+            ctx,
+            events: self.events,
+            alerts,
+        })
+    }
+}
+
+/// A read-only analyst session over vigil's tables.
+pub struct Analyst {
+    ctx: SessionContext,
+    events: SegmentStore,
+    alerts: SegmentStore,
+}
+
+impl std::fmt::Debug for Analyst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyst").field("events", &self.events.dir()).finish()
+    }
+}
+
+/// Where each table lives in a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+    /// Event segments: `<root>/events/*.parquet`.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events")
+    }
+    /// Alert segments: `<root>/alerts/*.parquet`.
+    pub fn alerts(&self) -> PathBuf {
+        self.root.join("alerts")
+    }
+    /// The accounts file: `<root>/accounts.parquet` or `<root>/accounts.csv`, whichever exists.
+    pub fn accounts(&self) -> Option<PathBuf> {
+        ["accounts.parquet", "accounts.csv"]
+            .iter()
+            .map(|f| self.root.join(f))
+            .find(|p| p.is_file())
+    }
+    /// A saved health snapshot: `<root>/health.parquet`.
+    pub fn health(&self) -> PathBuf {
+        self.root.join("health.parquet")
+    }
+}
+
+impl Analyst {
+    /// A builder over the given event store.
+    pub fn builder(events: SegmentStore) -> AnalystBuilder {
+        AnalystBuilder {
+            events,
+            alerts: None,
+            accounts: None,
+            health: None,
+        }
+    }
+
+    /// A session over a data directory (see [`DataDir`]); missing parts are empty tables.
+    pub async fn open_data_dir(root: &Path) -> Result<Analyst> {
+        let dd = DataDir::new(root);
+        let events = SegmentStore::open("events", dd.events(), vigil_engine::schema::event_schema(), "ts")?;
+        let alerts = SegmentStore::open("alerts", dd.alerts(), alert_schema(), ALERT_TIME_COLUMN)?;
+        let mut b = Analyst::builder(events).alerts(alerts);
+        if let Some(p) = dd.accounts() {
+            b = b.accounts(load_accounts_file(&p).await?);
+        }
+        let hp = dd.health();
+        if hp.is_file() {
+            let ctx = SessionContext::new();
+            let batches = ctx
+                .read_parquet(hp.to_string_lossy().to_string(), ParquetReadOptions::default())
+                .await?
+                .collect()
+                .await?;
+            // Parquet readers may hand back view types (Utf8View): cast to the table's types.
+            let schema = health_schema();
+            let cast = |b: &RecordBatch| -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+                let columns = b
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                RecordBatch::try_new(schema.clone(), columns)
+            };
+            let batch = batches
+                .iter()
+                .map(cast)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .and_then(|bs| arrow::compute::concat_batches(&schema, &bs))
+                .map_err(|e| QueryError::Schema {
+                    table: "health".into(),
+                    detail: format!("{}: {e}", hp.display()),
+                })?;
+            b = b.health(Arc::new(move || Ok(batch.clone())));
+        }
+        b.build()
+    }
+
+    /// The DataFusion session (with every table registered). Running SQL on it directly skips
+    /// the read-only guard; use [`Analyst::sql`] for untrusted SQL.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The event history store.
+    pub fn events(&self) -> &SegmentStore {
+        &self.events
+    }
+
+    /// The alert history store.
+    pub fn alerts(&self) -> &SegmentStore {
+        &self.alerts
+    }
+
+    /// Plans untrusted SQL (one or more statements) through the read-only guard.
+    pub async fn statements(&self, sql: &str) -> Result<Vec<DataFrame>> {
+        let statements = readonly::parse_read_only(sql)?;
+        let state = self.ctx.state();
+        let mut out = Vec::with_capacity(statements.len());
+        for s in statements {
+            let plan = state.statement_to_plan(s).await?;
+            readonly::verify_plan(&plan)?;
+            out.push(self.ctx.execute_logical_plan(plan).await?);
+        }
+        Ok(out)
+    }
+
+    /// Plans one untrusted statement through the read-only guard.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let mut v = self.statements(sql).await?;
+        match v.len() {
+            1 => Ok(v.remove(0)),
+            n => Err(QueryError::Refused(format!("expected one statement, got {n}"))),
+        }
+    }
+
+    /// Plans a named query with parameters (`name=value` pairs; defaults for the rest).
+    pub async fn named(&self, name: &str, params: &[(String, String)]) -> Result<DataFrame> {
+        let q = named::find(name)?;
+        let sql = q.render(params)?;
+        Ok(self.ctx.sql(&sql).await?)
+    }
+
+    /// Runs SQL and collects the batches (convenience for tests and tools).
+    pub async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.sql(sql).await?.collect().await?)
+    }
+}

@@ -1,0 +1,4 @@
+//! Subcommands of the `vigil` binary that are thin runners over the library crates.
+
+pub mod alerts;
+pub mod analyst;

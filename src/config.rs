@@ -1,0 +1,250 @@
+//! `vigil.toml`: the configuration of `vigil run`, with every key overridable by a `VIGIL_*`
+//! environment variable (`VIGIL_SOURCE__BROKERS=host:9092` sets `source.brokers`; `__`
+//! separates levels; the value is read as a TOML value when it parses as one, else as text).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use vigil_connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig};
+use vigil_connectors::routing::{HookConfig, OutboxConfig};
+use vigil_engine::rules::RuleConfig;
+use vigil_engine::scoring::ScoringConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VigilConfig {
+    /// The Kafka source (`[source]`).
+    pub source: KafkaSourceConfig,
+    /// The scoring core (`[scoring]`), defaults for everything.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    /// Accounts dimension (`[[accounts]]`), e.g. key accounts and their ARR.
+    #[serde(default)]
+    pub accounts: Vec<vigil_engine::scoring::AccountInfo>,
+    /// Engine clock tick in milliseconds (quiet timers fire on it).
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    /// Where history (`events/`, `alerts/` Parquet segments) is kept.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Event history for SQL (`[history]`).
+    #[serde(default)]
+    pub history: HistoryConfig,
+    /// The analyst SQL server (`[sql]`); off unless a password is set.
+    #[serde(default)]
+    pub sql: SqlServerConfig,
+    /// Where undelivered alerts wait (`[outbox]`, default `<data_dir>/outbox`).
+    #[serde(default)]
+    pub outbox: Option<OutboxConfig>,
+    /// Alert hooks (`[[hooks]]`: webhook, kafka, log) and which alerts each gets.
+    #[serde(default)]
+    pub hooks: Vec<HookConfig>,
+    /// SQL rules (`[[rules]]`) evaluated on an interval over the live tables.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// The scores topic (`[scores]`): latest score per touched account, key = account_id.
+    #[serde(default)]
+    pub scores: Option<KafkaSinkConfig>,
+    /// Print every alert as a JSON line on stdout.
+    #[serde(default = "default_true")]
+    pub print_alerts: bool,
+}
+
+fn default_tick_ms() -> u64 {
+    100
+}
+/// The data directory when none is configured.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The outbox directory when `[outbox] dir` is not set: `<data_dir>/outbox`.
+pub fn default_outbox_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("outbox")
+}
+
+/// `[history]`: the `events` table's in-memory tail becomes a Parquet segment at this size.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Keep events for SQL at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Rows in the in-memory tail before it is written as a segment.
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+}
+
+fn default_flush_rows() -> usize {
+    200_000
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            flush_rows: default_flush_rows(),
+        }
+    }
+}
+
+/// `[sql]`: Postgres wire protocol server for analysts, read-only, password login.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlServerConfig {
+    #[serde(default = "default_sql_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_sql_user")]
+    pub user: String,
+    /// No password, no server (`VIGIL_SQL__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SqlServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlServerConfig")
+            .field("listen", &self.listen)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+fn default_sql_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5433))
+}
+fn default_sql_user() -> String {
+    "vigil".into()
+}
+
+impl Default for SqlServerConfig {
+    fn default() -> Self {
+        SqlServerConfig {
+            listen: default_sql_listen(),
+            user: default_sql_user(),
+            password: None,
+        }
+    }
+}
+
+const PREFIX: &str = "VIGIL_";
+
+/// Applies `VIGIL_*` overrides from `vars` onto a parsed TOML document.
+pub fn apply_env_overrides(
+    doc: &mut toml::Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if path.is_empty() || path == "CONFIG" || path == "LOG" {
+            continue;
+        }
+        let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(String::is_empty) {
+            anyhow::bail!("{name}: empty key segment");
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let mut table = &mut *doc;
+        for k in &keys[..keys.len() - 1] {
+            let entry = table
+                .entry(k.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry
+                .as_table_mut()
+                .with_context(|| format!("{name}: `{k}` is not a table"))?;
+        }
+        table.insert(keys[keys.len() - 1].clone(), parsed);
+        applied.push(keys.join("."));
+    }
+    Ok(applied)
+}
+
+impl VigilConfig {
+    /// Parses TOML text, then applies the given environment overrides.
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut doc: toml::Table = text.parse().context("vigil.toml is not valid TOML")?;
+        apply_env_overrides(&mut doc, env)?;
+        let cfg: VigilConfig = toml::Value::Table(doc).try_into().context("vigil.toml")?;
+        cfg.source.validate()?;
+        vigil_connectors::routing::validate_hooks(&cfg.hooks)?;
+        if let Some(s) = &cfg.scores {
+            s.validate()?;
+        }
+        Ok(cfg)
+    }
+
+    /// The outbox settings, its directory defaulting to `<data_dir>/outbox`.
+    pub fn outbox(&self) -> OutboxConfig {
+        self.outbox.clone().unwrap_or_else(|| OutboxConfig {
+            dir: default_outbox_dir(&self.data_dir),
+            ..OutboxConfig::default()
+        })
+    }
+
+    /// Reads the file (when given) and applies the process's `VIGIL_*` variables.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            None => String::new(),
+        };
+        Self::parse(&text, std::env::vars())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_with_typed_values() {
+        let text = "[source]\nbrokers = \"file:1\"\nmax_batch_rows = 10\n";
+        let cfg = VigilConfig::parse(
+            text,
+            env(&[
+                ("VIGIL_SOURCE__BROKERS", "env:9092"),
+                ("VIGIL_SOURCE__MAX_BATCH_ROWS", "4096"),
+                ("VIGIL_SOURCE__PROPERTIES__SECURITY.PROTOCOL", "SASL_SSL"),
+                ("VIGIL_SCORING__QUIET__K", "2.5"),
+                ("VIGIL_TICK_MS", "250"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .expect("parses");
+        assert_eq!(cfg.source.brokers, "env:9092");
+        assert_eq!(cfg.source.max_batch_rows, 4096);
+        assert_eq!(
+            cfg.source.properties.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+        assert_eq!(cfg.scoring.quiet.k, 2.5);
+        assert_eq!(cfg.tick_ms, 250);
+    }
+
+    #[test]
+    fn config_from_env_alone_and_clear_errors() {
+        let cfg = VigilConfig::parse("", env(&[("VIGIL_SOURCE__BROKERS", "b:1")])).expect("env alone");
+        assert_eq!(cfg.source.topics, vec!["interactions".to_string()]);
+        let err = VigilConfig::parse("[source]\nbrokers = \"b\"\nnope = 1\n", env(&[])).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+        let err = VigilConfig::parse("", env(&[])).expect_err("no source");
+        assert!(format!("{err:#}").contains("source"), "{err:#}");
+    }
+}

@@ -1,0 +1,10 @@
+//! The `vigil` application: the continuous pipeline and the zero-setup demo, on top of the
+//! `vigil-connectors` and `vigil-engine` crates. The `vigil` binary (src/main.rs) is its CLI.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod live;
+pub mod outputs;
+pub mod pipeline;
+pub mod run;

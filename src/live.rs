@@ -1,0 +1,92 @@
+//! The analyst tables over a running pipeline: `events` and `alerts` history under the data
+//! directory, `accounts` from the configuration, `health` read from the live scoring core at
+//! each query (a consistent snapshot: the core's read lock is held while it is taken).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vigil_queries::server::{Credentials, Server};
+
+use vigil_engine::scoring::{AccountInfo, alert_schema};
+use vigil_queries::accounts::{Account, accounts_table};
+use vigil_queries::{Analyst, SegmentStore};
+
+use crate::pipeline::SharedCore;
+
+/// The live tables and the analyst session over them.
+#[derive(Debug, Clone)]
+pub struct LiveTables {
+    pub analyst: Arc<Analyst>,
+    pub events: SegmentStore,
+    pub alerts: SegmentStore,
+}
+
+/// The accounts dimension as the `accounts` table shows it.
+pub fn account_rows(accounts: &[AccountInfo]) -> Vec<Account> {
+    accounts
+        .iter()
+        .map(|a| Account {
+            account_id: a.account_id.clone(),
+            name: a.name.clone(),
+            tier: a.tier.as_str().to_string(),
+            arr: a.arr,
+            owner: a.owner.clone(),
+            segment: a.segment.clone(),
+        })
+        .collect()
+}
+
+impl LiveTables {
+    /// Opens (or creates) the history under `data_dir` and builds the session.
+    pub fn open(data_dir: &Path, accounts: &[AccountInfo], core: SharedCore) -> anyhow::Result<LiveTables> {
+        let events = SegmentStore::open(
+            "events",
+            data_dir.join("events"),
+            vigil_engine::schema::event_schema(),
+            "ts",
+        )?;
+        let alerts = SegmentStore::open(
+            "alerts",
+            data_dir.join("alerts"),
+            alert_schema(),
+            vigil_queries::live::ALERT_TIME_COLUMN,
+        )?;
+        let analyst = Analyst::builder(events.clone())
+            .alerts(alerts.clone())
+            .accounts(accounts_table(&account_rows(accounts))?)
+            .health(Arc::new(move || {
+                let core = core.read().map_err(|_| {
+                    vigil_queries::datafusion::error::DataFusionError::Execution("scoring core lock poisoned".into())
+                })?;
+                Ok(core.health_batch())
+            }))
+            .build()?;
+        Ok(LiveTables {
+            analyst: Arc::new(analyst),
+            events,
+            alerts,
+        })
+    }
+}
+
+/// Binds the analyst SQL server on `listen` and serves until `stop` turns true (or its sender
+/// is dropped). Returns the bound address and the serving task.
+pub async fn start_sql_server(
+    listen: SocketAddr,
+    analyst: Arc<Analyst>,
+    creds: Credentials,
+    mut stop: watch::Receiver<bool>,
+) -> vigil_queries::Result<(SocketAddr, JoinHandle<()>)> {
+    let server = Server::bind(listen, analyst, creds).await?;
+    let addr = server.local_addr()?;
+    let task = tokio::spawn(async move {
+        let stopped = async move { while stop.changed().await.is_ok() && !*stop.borrow() {} };
+        if let Err(e) = server.run(stopped).await {
+            tracing::error!(error = %e, "SQL server stopped");
+        }
+    });
+    Ok((addr, task))
+}

@@ -1,0 +1,199 @@
+//! `vigil run`: the continuous pipeline from a Kafka topic, 24/7: Kafka source → scoring core →
+//! history, alerts (stdout, hooks through the durable outbox), scores topic, SQL rules, and the
+//! analyst SQL server over the live state. SIGTERM or Ctrl-C: stop consuming, finish the
+//! batches in flight, commit, write the history tails, stop the hooks (undelivered alerts stay
+//! in the outbox for the next start), exit 0.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use vigil_connectors::kafka::{self, KafkaScoresSink};
+use vigil_connectors::outbox::{HookAlert, HookDispatcher};
+use vigil_connectors::routing::HooksConfig;
+use vigil_engine::rules::RuleAlert;
+use vigil_engine::scoring::ScoringCore;
+use vigil_queries::rules::RuleSet;
+use vigil_queries::server::Credentials;
+
+use crate::config::VigilConfig;
+use crate::live::{LiveTables, start_sql_server};
+use crate::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
+use crate::pipeline::{self, Clock, PipelineStats, SharedCore};
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Turns rule alerts into hook alerts (tier from the live state) and hands them on.
+async fn forward_rule_alerts(
+    mut rx: mpsc::Receiver<RuleAlert>,
+    core: SharedCore,
+    hooks: Option<mpsc::UnboundedSender<Vec<HookAlert>>>,
+    print: bool,
+) {
+    while let Some(alert) = rx.recv().await {
+        let tier = core.read().map(|c| tier_of(&c, &alert.account_id)).unwrap_or_default();
+        let hook = HookAlert::from_rule(&alert, tier);
+        if print && let Ok(line) = serde_json::to_string(&hook) {
+            println!("{line}");
+        }
+        if let Some(tx) = &hooks
+            && tx.send(vec![hook]).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Runs the pipeline until SIGTERM/Ctrl-C.
+pub async fn run(cfg: VigilConfig) -> anyhow::Result<PipelineStats> {
+    run_until(cfg, terminated()).await
+}
+
+/// Runs the pipeline until `shutdown` completes.
+pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<PipelineStats> {
+    let mut core = ScoringCore::new(cfg.scoring.clone())?;
+    for a in &cfg.accounts {
+        core.upsert_account(a.clone());
+    }
+    let core: SharedCore = Arc::new(RwLock::new(core));
+    let live = LiveTables::open(&cfg.data_dir, &cfg.accounts, core.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // Rules are planned before anything starts: a rule that does not plan is a config error.
+    let rules = RuleSet::plan(live.analyst.context(), &cfg.rules)
+        .await
+        .context("planning [[rules]]")?;
+
+    // Hooks: alerts go to the durable outbox first, then to each hook.
+    let (hook_tx, dispatcher) = if cfg.hooks.is_empty() {
+        (None, None)
+    } else {
+        let hooks_cfg = HooksConfig {
+            outbox: cfg.outbox(),
+            hooks: cfg.hooks.clone(),
+        };
+        let dispatcher = Arc::new(HookDispatcher::start(&hooks_cfg).context("starting the hooks")?);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(write_outbox(dispatcher.clone(), rx)));
+        tracing::info!(hooks = cfg.hooks.len(), outbox = %hooks_cfg.outbox.dir.display(), "hooks started");
+        (Some(tx), Some(dispatcher))
+    };
+
+    if !rules.is_empty() {
+        let (tx, rx) = mpsc::channel(1024);
+        tasks.push(tokio::spawn(forward_rule_alerts(
+            rx,
+            core.clone(),
+            hook_tx.clone(),
+            cfg.print_alerts,
+        )));
+        let ctx = live.analyst.context().clone();
+        let stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            vigil_queries::rules::run(ctx, rules, pipeline::wall_ms, tx, stop).await;
+        }));
+    }
+
+    let scores = match &cfg.scores {
+        Some(c) => {
+            let sink = KafkaScoresSink::new(c).context("scores topic")?;
+            let pending = Arc::new(PendingScores::default());
+            tasks.push(tokio::spawn(pending.clone().run(sink, stop_rx.clone())));
+            Some(pending)
+        }
+        None => None,
+    };
+
+    let server = match &cfg.sql.password {
+        Some(password) if !password.is_empty() => {
+            let creds = Credentials {
+                user: cfg.sql.user.clone(),
+                password: password.clone(),
+            };
+            let (addr, task) = start_sql_server(cfg.sql.listen, live.analyst.clone(), creds, stop_rx.clone())
+                .await
+                .with_context(|| format!("SQL server on {}", cfg.sql.listen))?;
+            tracing::info!(%addr, user = %cfg.sql.user, "SQL server listening (read-only)");
+            Some(task)
+        }
+        _ => {
+            tracing::info!("SQL server off (set sql.password / VIGIL_SQL__PASSWORD to start it)");
+            None
+        }
+    };
+
+    let mut outputs = RunOutputs {
+        events: cfg.history.enabled.then(|| live.events.clone()),
+        alerts: live.alerts.clone(),
+        flush_rows: cfg.history.flush_rows.max(1),
+        hooks: hook_tx,
+        scores,
+        print_alerts: cfg.print_alerts,
+    };
+
+    let (source, batches) = kafka::start(cfg.source.clone(), 16)?;
+    tracing::info!(topics = ?cfg.source.topics, group = %cfg.source.group_id, "vigil run: consuming");
+    let result = pipeline::run(
+        batches,
+        core,
+        Clock::Wall,
+        Duration::from_millis(cfg.tick_ms.max(10)),
+        &mut outputs,
+        shutdown,
+        source.stopper(),
+    )
+    .await;
+    if result.is_err() {
+        source.stop();
+    }
+    tokio::task::spawn_blocking(move || source.join()).await??;
+    let stats = result?;
+
+    // Shutdown: history tails to disk, then the background tasks.
+    outputs.flush()?;
+    drop(outputs);
+    let _ = stop_tx.send(true);
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Some(d) = dispatcher {
+        let report = d.flush(Duration::from_secs(2)).await;
+        if report.pending > 0 {
+            tracing::info!(
+                pending = report.pending,
+                "undelivered alerts stay in the outbox for the next start"
+            );
+        }
+        match Arc::try_unwrap(d) {
+            Ok(d) => d.shutdown().await,
+            Err(_) => tracing::warn!("hook dispatcher still shared at shutdown"),
+        }
+    }
+    tracing::info!(?stats, "vigil run: stopped cleanly");
+    Ok(stats)
+}

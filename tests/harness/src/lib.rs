@@ -1,0 +1,6 @@
+//! Test harness shared by vigil's integration tests and benchmarks: one real Apache Kafka
+//! broker per test process, unique names, and small producer/consumer helpers.
+
+pub mod kafka;
+
+pub use kafka::{KafkaBroker, broker, payload_text, unique_name};

@@ -1,0 +1,190 @@
+//! A mixed stream with at least one message for every invalid reason of contract v1,
+//! interleaved with valid ones: invalid messages land, unchanged, in the dead-letter topic with
+//! the right headers; valid ones are delivered; per-reason counters match.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use vigil_connectors::kafka::{self, dead_letter_headers as h};
+use vigil_testkit::{broker, unique_name};
+
+use crate::common::{Received, collect_until, config, event, message};
+
+const LIMIT: usize = 4_096;
+
+/// Every way a message can be invalid, with the reason code the contract requires.
+fn invalid_cases(now_ms: i64) -> Vec<(Vec<u8>, &'static str)> {
+    let ok = |extra: &str| {
+        format!(r#"{{"event_id":"x","account_id":"bad-acct","ts":1780000000000,"kind":"activity"{extra}}}"#)
+            .into_bytes()
+    };
+    let without = |field: &str| {
+        let mut v: serde_json::Value = serde_json::from_slice(&ok("")).expect("json");
+        v.as_object_mut().expect("object").remove(field);
+        v.to_string().into_bytes()
+    };
+    let with = |field: &str, raw: &str| {
+        let mut v: serde_json::Value = serde_json::from_slice(&ok("")).expect("json");
+        v.as_object_mut().expect("object").remove(field);
+        let body = v.to_string();
+        format!("{},\"{field}\":{raw}}}", &body[..body.len() - 1]).into_bytes()
+    };
+    let mut bad_utf8 = ok(r#","category":"caf"#);
+    bad_utf8.truncate(bad_utf8.len() - 1);
+    bad_utf8.extend_from_slice(b"\xff\xfe\"}");
+    vec![
+        (b"{\"event_id\": ".to_vec(), "not_json"),
+        (b"hello".to_vec(), "not_json"),
+        (Vec::new(), "not_json"),
+        (b"[1,2,3]".to_vec(), "not_object"),
+        (b"\"just a string\"".to_vec(), "not_object"),
+        (bad_utf8, "not_utf8"),
+        (
+            ok(&format!(r#","attrs":{{"pad":"{}"}}"#, "p".repeat(LIMIT))),
+            "too_large",
+        ),
+        (without("event_id"), "missing_field"),
+        (without("account_id"), "missing_field"),
+        (without("ts"), "missing_field"),
+        (without("kind"), "missing_field"),
+        (with("event_id", "null"), "missing_field"),
+        (with("event_id", "17"), "wrong_type"),
+        (with("account_id", "true"), "wrong_type"),
+        (with("ts", "false"), "wrong_type"),
+        (with("kind", "3"), "wrong_type"),
+        (ok(r#","user_id":5"#), "wrong_type"),
+        (ok(r#","amount":"12.5""#), "wrong_type"),
+        (ok(r#","cost":[1]"#), "wrong_type"),
+        (ok(r#","score":"9""#), "wrong_type"),
+        (ok(r#","category":{"a":1}"#), "wrong_type"),
+        (ok(r#","attrs":"text""#), "wrong_type"),
+        (with("event_id", r#""""#), "bad_length"),
+        (with("account_id", &format!("\"{}\"", "a".repeat(129))), "bad_length"),
+        (ok(r#","amount":-1"#), "negative_money"),
+        (ok(r#","cost":-0.5"#), "negative_money"),
+        (ok(r#","amount":1e400"#), "non_finite_money"),
+        (ok(r#","cost":-1e999"#), "non_finite_money"),
+        (ok(r#","score":11"#), "score_out_of_range"),
+        (ok(r#","score":-0.5"#), "score_out_of_range"),
+        (with("ts", r#""yesterday""#), "unparseable_ts"),
+        (with("ts", r#""2026-13-01T00:00:00Z""#), "unparseable_ts"),
+        (with("ts", r#""2026-11-01 12:00:00""#), "unparseable_ts"),
+        (with("ts", "1780000000000.5"), "unparseable_ts"),
+        (with("ts", &(now_ms + 2 * 86_400_000).to_string()), "future_ts"),
+        (with("kind", r#""teleport""#), "unknown_kind"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_messages_go_to_the_dead_letter_topic_unchanged() {
+    let b = broker();
+    let topic = unique_name("mixed");
+    let dlq = format!("{topic}.dlq");
+    let group = unique_name("group");
+    b.create_topic(&topic, 2);
+    b.create_topic(&dlq, 1);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let cases = invalid_cases(now_ms);
+    let reasons: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.1).collect();
+    assert_eq!(
+        reasons.len(),
+        vigil_engine::InvalidReason::CODES.len(),
+        "a case for every reason"
+    );
+
+    // Interleave: 3 valid events, then one invalid, repeated.
+    let mut msgs = Vec::new();
+    let mut valid_ids = Vec::new();
+    let mut expected_invalid: HashMap<Vec<u8>, (&str, Vec<u8>)> = HashMap::new();
+    let mut i = 0;
+    for (n, (bytes, reason)) in cases.iter().enumerate() {
+        for _ in 0..3 {
+            let e = event(i, 50);
+            msgs.push((Some(e.account_id.clone().into_bytes()), message(i, &e)));
+            valid_ids.push(e.event_id.clone());
+            i += 1;
+        }
+        let key = format!("bad-{n:03}").into_bytes();
+        expected_invalid.insert(key.clone(), (*reason, bytes.clone()));
+        msgs.push((Some(key), bytes.clone()));
+    }
+    b.produce(&topic, "none", msgs);
+
+    let mut cfg = config(&b.bootstrap, &[&topic], &group, &dlq);
+    cfg.max_message_bytes = LIMIT;
+    cfg.max_batch_rows = 16;
+    let (handle, mut rx) = kafka::start(cfg, 8).expect("source starts");
+    let mut got = Received::default();
+    collect_until(&mut rx, &mut got, Duration::from_secs(60), |r| {
+        r.rows.len() >= valid_ids.len()
+    })
+    .await;
+    let metrics = handle.metrics().clone();
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .expect("join")
+        .expect("source ok");
+
+    let mut got_ids: Vec<_> = got.ids().into_iter().collect();
+    got_ids.sort();
+    valid_ids.sort();
+    assert_eq!(got_ids, valid_ids, "every valid message is delivered");
+
+    let dead = b.read_all(&dlq, cases.len(), Duration::from_secs(30));
+    assert_eq!(
+        dead.len(),
+        cases.len(),
+        "every invalid message is dead-lettered exactly once"
+    );
+    let originals: HashMap<(i32, i64), Vec<u8>> = b
+        .read_all(&topic, 4 * cases.len(), Duration::from_secs(30))
+        .into_iter()
+        .map(|om| ((om.partition(), om.offset()), om.key().unwrap_or_default().to_vec()))
+        .collect();
+    for m in &dead {
+        let key = m.key().expect("key kept").to_vec();
+        let (reason, bytes) = expected_invalid.get(&key).expect("only invalid messages");
+        assert_eq!(m.payload().unwrap_or_default(), bytes.as_slice(), "original bytes");
+        let headers: BTreeMap<String, String> = m
+            .headers()
+            .expect("headers")
+            .iter()
+            .map(|hd| {
+                (
+                    hd.key.to_string(),
+                    String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers[h::REASON],
+            *reason,
+            "reason for {}",
+            String::from_utf8_lossy(&key)
+        );
+        assert_eq!(headers[h::SOURCE_TOPIC], topic);
+        assert!(!headers[h::DETAIL].is_empty());
+        let p: i32 = headers[h::SOURCE_PARTITION].parse().expect("partition header");
+        let o: i64 = headers[h::SOURCE_OFFSET].parse().expect("offset header");
+        // The headers point at the original message.
+        assert_eq!(originals.get(&(p, o)), Some(&key), "headers name the original message");
+    }
+
+    let mut want: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, r) in &cases {
+        *want.entry(r).or_default() += 1;
+    }
+    for code in vigil_engine::InvalidReason::CODES {
+        assert_eq!(
+            metrics.invalid_count(code),
+            want.get(code).copied().unwrap_or(0),
+            "counter {code}"
+        );
+    }
+    assert_eq!(
+        vigil_connectors::SourceMetrics::get(&metrics.dead_lettered),
+        cases.len() as u64
+    );
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the Kafka source against a real Apache Kafka broker (started once for
+//! this test binary by `vigil-testkit`, or the one named by `VIGIL_TEST_KAFKA`).
+
+mod common;
+mod compression;
+mod dead_letter;
+mod delivery;
+mod hooks_e2e;
+mod rebalance;
+mod restart;
+mod run_cli;
+mod sinks;
