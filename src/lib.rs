@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod run;

@@ -59,6 +59,10 @@ enum Command {
     /// Alerts whose delivery to a hook failed: list them, retry them.
     #[command(subcommand)]
     Alerts(vigil::cli::alerts::AlertsCommand),
+    /// Backfill: replay a JSON Lines file of contract-v1 events (or a Parquet file of events)
+    /// through the pipeline in event time; history goes to the data directory, alerts to
+    /// stdout (unless `--quiet`), progress to stderr, a summary line to stdout at the end.
+    Replay(vigil::cli::replay::ReplayArgs),
     /// Check a JSON Lines file against the event contract v1: counts valid events and invalid
     /// lines per reason; `--rejects` writes the invalid lines, unchanged, to a file.
     Validate {
@@ -115,6 +119,10 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_sql(args)),
         Command::Query(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_query(args)),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_serve(args)),
+        Command::Replay(args) => {
+            tokio::runtime::Runtime::new()?.block_on(vigil::cli::replay::run(args))?;
+            Ok(())
+        }
         Command::Run { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -1,0 +1,700 @@
+//! `vigil replay <file>`: backfill from a JSON Lines file of contract-v1 events (decoded by the
+//! file source, the same decode path as Kafka) or a Parquet file of events (e.g. a history
+//! segment), through the same pipeline as `vigil run`, in event time ([`Clock::Event`]): the
+//! engine clock follows the greatest applied event time and advances after every batch, so a
+//! replay of the same file raises the same alerts whatever the machine's speed. History
+//! (`events`, `alerts` segments, and `health.parquet` at the end) goes under the data directory;
+//! alerts are printed as JSON lines unless `--quiet`; progress goes to stderr (a bar on a
+//! terminal, a line every 2 s otherwise); a summary line to stdout.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array};
+use arrow::datatypes::UInt8Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio::sync::{mpsc, watch};
+use vigil_connectors::file::{FileSource, FileSourceConfig};
+use vigil_connectors::kafka::SourceBatch;
+use vigil_connectors::metrics::SourceMetrics;
+use vigil_engine::scoring::{Alert, ApplyOutcome, ShardedCore};
+use vigil_engine::{EventKind, InvalidReason};
+
+use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
+use crate::live::LiveTables;
+use crate::outputs::RunOutputs;
+use crate::pipeline::{self, Clock, PipelineSink, PipelineStats, SharedCore};
+
+/// Engine clock tick during a replay. The reader waits for the tick that follows each batch
+/// before it sends the next one, so this bounds the pause per batch.
+const TICK: Duration = Duration::from_millis(1);
+/// Interval of the plain progress lines (stderr not a terminal).
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+/// Batches buffered between the reader and the pipeline.
+const CHANNEL_BATCHES: usize = 4;
+
+/// What the input file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Parquet when the file starts with the Parquet magic `PAR1`, else JSON Lines.
+    Auto,
+    /// JSON Lines, one contract-v1 event per line.
+    Jsonl,
+    /// Parquet with the event schema's columns (e.g. an `events/seg-*.parquet` history segment).
+    Parquet,
+}
+
+/// `vigil replay <file>`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// JSON Lines file of contract-v1 events, or a Parquet file of events.
+    pub file: PathBuf,
+    /// vigil.toml: `[scoring]`, `[[accounts]]`, `data_dir`, `[history]` and `print_alerts` are
+    /// used (the file must be valid for `vigil run`, `[source]` included; it is not read from).
+    #[arg(long, env = "VIGIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the history goes (`events/`, `alerts/`); overrides `data_dir` of `--config`.
+    #[arg(long, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub format: InputFormat,
+    /// Do not print alerts.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Events per batch (default: the file source's default, 8192). Results do not depend on
+    /// it except through batch-level alert evaluation.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_rows: Option<u64>,
+}
+
+/// The outcome of a replay, printed as its summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Events applied to the scoring core.
+    pub applied: u64,
+    /// Invalid lines (rows) per reason code.
+    pub invalid: BTreeMap<&'static str, u64>,
+    /// Events whose `event_id` was already applied.
+    pub duplicates: u64,
+    /// Events older than the watermark (kept in history, not scored).
+    pub late: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Accounts the core knows at the end.
+    pub accounts: u64,
+    /// The replay stopped on Ctrl-C before the end of the file.
+    pub interrupted: bool,
+}
+
+impl ReplayReport {
+    /// Invalid lines, every reason.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.values().sum()
+    }
+}
+
+impl std::fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "replay: applied={} invalid={}", self.applied, self.invalid_total())?;
+        if !self.invalid.is_empty() {
+            let parts: Vec<String> = self.invalid.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            write!(f, " [{}]", parts.join(" "))?;
+        }
+        write!(
+            f,
+            " duplicates={} late={} alerts={} accounts={}",
+            self.duplicates, self.late, self.alerts, self.accounts
+        )?;
+        if self.interrupted {
+            f.write_str(" (interrupted)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `vigil replay`: prints alerts (unless `--quiet`), progress to stderr and the summary
+/// line to stdout.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
+    let report = replay(args).await?;
+    println!("{report}");
+    Ok(report)
+}
+
+/// The settings a replay takes from `--config` (or the defaults).
+struct Settings {
+    scoring: vigil_engine::scoring::ScoringConfig,
+    accounts: Vec<vigil_engine::scoring::AccountInfo>,
+    data_dir: PathBuf,
+    history: HistoryConfig,
+    print_alerts: bool,
+}
+
+fn settings(args: &ReplayArgs) -> anyhow::Result<Settings> {
+    let mut s = match &args.config {
+        Some(path) => {
+            let cfg = VigilConfig::load(Some(path))?;
+            Settings {
+                scoring: cfg.scoring,
+                accounts: cfg.accounts,
+                data_dir: cfg.data_dir,
+                history: cfg.history,
+                print_alerts: cfg.print_alerts,
+            }
+        }
+        None => Settings {
+            scoring: Default::default(),
+            accounts: Vec::new(),
+            data_dir: default_data_dir(),
+            history: HistoryConfig::default(),
+            print_alerts: true,
+        },
+    };
+    if let Some(d) = &args.data_dir {
+        s.data_dir = d.clone();
+    }
+    if args.quiet {
+        s.print_alerts = false;
+    }
+    Ok(s)
+}
+
+fn is_parquet(path: &Path) -> anyhow::Result<bool> {
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut n = 0;
+    while n < magic.len() {
+        match f.read(&mut magic[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n == 4 && &magic == b"PAR1")
+}
+
+/// Replays the file; see the module documentation.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
+    let s = settings(&args)?;
+    let parquet = match args.format {
+        InputFormat::Auto => is_parquet(&args.file)?,
+        InputFormat::Jsonl => false,
+        InputFormat::Parquet => true,
+    };
+    let mut file_cfg = FileSourceConfig::new(&args.file);
+    if let Some(n) = args.batch_rows {
+        file_cfg.max_batch_rows = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let input = if parquet {
+        Input::parquet(file_cfg)?
+    } else {
+        Input::jsonl(file_cfg)?
+    };
+
+    let mut core = ShardedCore::new(s.scoring.clone())?;
+    for a in &s.accounts {
+        core.upsert_account(a.clone());
+    }
+    let core: SharedCore = Arc::new(RwLock::new(core));
+    let live = LiveTables::open(&s.data_dir, &s.accounts, core.clone())
+        .with_context(|| format!("opening the history under {}", s.data_dir.display()))?;
+
+    let source = Arc::new(SourceMetrics::default());
+    let progress = Progress::start(input.total, input.unit, input.position.clone(), source.clone());
+    let pace = Arc::new(Pace::default());
+    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    let feed = Feed {
+        tx,
+        pace: pace.clone(),
+        sent: 0,
+    };
+    let reader = {
+        let source = source.clone();
+        std::thread::Builder::new()
+            .name("vigil-replay-reader".into())
+            .spawn(move || input.read(feed, &source))
+            .context("starting the reader")?
+    };
+
+    let mut sink = ReplaySink {
+        outputs: RunOutputs {
+            events: s.history.enabled.then(|| live.events.clone()),
+            alerts: live.alerts.clone(),
+            flush_rows: s.history.flush_rows.max(1),
+            hooks: None,
+            scores: None,
+            // Printed by the sink, around the progress bar.
+            print_alerts: false,
+        },
+        print_alerts: s.print_alerts,
+        progress: progress.clone(),
+        pace: pace.clone(),
+        applied_batches: 0,
+    };
+    let result = run_pipeline(rx, core.clone(), &mut sink, pace.clone()).await;
+    // The pipeline has ended (its receiver is dropped): the reader stops at its next send.
+    pace.stop();
+    let read = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replay reader panicked"))?;
+    let flushed = sink.outputs.flush();
+    progress.finish().await;
+    let stats = result?;
+    read?;
+    flushed?;
+    // The health table as of the end of the replay, for `vigil sql --data-dir`.
+    let health = core
+        .read()
+        .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
+        .health_batch();
+    vigil_queries::DataDir::new(&s.data_dir).save_health(&health)?;
+
+    let mut report = ReplayReport {
+        applied: stats.events,
+        duplicates: stats.duplicates,
+        late: stats.late,
+        alerts: stats.alerts,
+        interrupted: pace.interrupted.load(Ordering::Relaxed),
+        ..ReplayReport::default()
+    };
+    for (i, code) in InvalidReason::CODES.into_iter().enumerate() {
+        let n = source.invalid[i].load(Ordering::Relaxed);
+        if n > 0 {
+            report.invalid.insert(code, n);
+        }
+    }
+    report.accounts = core
+        .read()
+        .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
+        .len() as u64;
+    Ok(report)
+}
+
+/// The one call into the pipeline: batches in event time, no checkpoints, until the reader is
+/// done or Ctrl-C.
+async fn run_pipeline(
+    batches: mpsc::Receiver<SourceBatch>,
+    core: SharedCore,
+    sink: &mut ReplaySink,
+    pace: Arc<Pace>,
+) -> anyhow::Result<PipelineStats> {
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    pipeline::run(batches, core, Clock::Event, TICK, sink, None, interrupted, move || {
+        pace.interrupted.store(true, Ordering::Relaxed);
+        pace.stop();
+    })
+    .await
+}
+
+/// The pipeline's outputs in a replay: `vigil run`'s history outputs, alerts printed around the
+/// progress bar, and the tick that lets the reader send the next batch.
+struct ReplaySink {
+    outputs: RunOutputs,
+    print_alerts: bool,
+    progress: Arc<Progress>,
+    pace: Arc<Pace>,
+    applied_batches: u64,
+}
+
+impl ReplaySink {
+    fn print(&self, alerts: &[Alert]) -> anyhow::Result<()> {
+        if self.print_alerts && !alerts.is_empty() {
+            let mut lines = String::new();
+            for a in alerts {
+                lines.push_str(&serde_json::to_string(a)?);
+                lines.push('\n');
+            }
+            self.progress.print_stdout(&lines);
+        }
+        Ok(())
+    }
+}
+
+impl PipelineSink for ReplaySink {
+    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
+        self.outputs.on_batch(batch, outcome, core)?;
+        self.applied_batches += 1;
+        self.progress
+            .applied
+            .fetch_add(outcome.applied as u64, Ordering::Relaxed);
+        self.print(&outcome.alerts)
+    }
+
+    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+        self.outputs.on_tick(alerts, core)?;
+        self.print(alerts)?;
+        self.pace.ticked(self.applied_batches);
+        Ok(())
+    }
+}
+
+/// Lockstep between the reader and the pipeline: batch `k + 1` is sent only after the clock
+/// tick that followed batch `k`, so the engine clock reaches every batch's event time before
+/// the next batch is applied (alerts do not depend on how fast the machine is).
+#[derive(Default)]
+struct Pace {
+    ticked: Mutex<u64>,
+    cv: Condvar,
+    stopped: AtomicBool,
+    interrupted: AtomicBool,
+}
+
+impl Pace {
+    fn ticked(&self, applied_batches: u64) {
+        let mut t = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
+        *t = applied_batches;
+        self.cv.notify_all();
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _guard = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
+        self.cv.notify_all();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until a tick followed batch `n`; false when the replay is stopping.
+    fn wait_ticked(&self, n: u64) -> bool {
+        let mut t = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
+        while *t < n {
+            if self.is_stopped() {
+                return false;
+            }
+            t = self
+                .cv
+                .wait_timeout(t, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        !self.is_stopped()
+    }
+}
+
+/// The reader's end of the pipeline.
+struct Feed {
+    tx: mpsc::Sender<SourceBatch>,
+    pace: Arc<Pace>,
+    sent: u64,
+}
+
+impl Feed {
+    /// Sends one batch (after the tick that followed the previous one); false when the replay
+    /// is stopping.
+    fn send(&mut self, batch: RecordBatch) -> bool {
+        if batch.num_rows() == 0 {
+            return !self.pace.is_stopped();
+        }
+        if !self.pace.wait_ticked(self.sent) {
+            return false;
+        }
+        if self.tx.blocking_send(SourceBatch::unpartitioned(batch)).is_err() {
+            return false;
+        }
+        self.sent += 1;
+        true
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+enum InputKind {
+    Jsonl,
+    Parquet,
+}
+
+/// The file to replay and how far reading it has got.
+struct Input {
+    kind: InputKind,
+    /// The file, and the rows per batch.
+    cfg: FileSourceConfig,
+    /// Bytes (JSON Lines) or rows (Parquet) in the file.
+    total: u64,
+    unit: &'static str,
+    position: Arc<AtomicU64>,
+}
+
+impl Input {
+    fn jsonl(cfg: FileSourceConfig) -> anyhow::Result<Input> {
+        let total = std::fs::metadata(&cfg.path)
+            .with_context(|| format!("reading {}", cfg.path.display()))?
+            .len();
+        Ok(Input {
+            kind: InputKind::Jsonl,
+            cfg,
+            total,
+            unit: "bytes",
+            position: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn parquet(cfg: FileSourceConfig) -> anyhow::Result<Input> {
+        let path = &cfg.path;
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+        let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        Ok(Input {
+            kind: InputKind::Parquet,
+            cfg,
+            total,
+            unit: "rows",
+            position: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Reads the whole file into `feed` (runs on its own thread), counting into `source`.
+    fn read(self, mut feed: Feed, source: &SourceMetrics) -> anyhow::Result<()> {
+        let cfg = &self.cfg;
+        match self.kind {
+            InputKind::Jsonl => {
+                let file = File::open(&cfg.path).with_context(|| format!("opening {}", cfg.path.display()))?;
+                let counted = Counted {
+                    inner: file,
+                    bytes: self.position,
+                };
+                let mut src = FileSource::from_reader(
+                    BufReader::with_capacity(1 << 20, counted),
+                    cfg.limits(),
+                    cfg.max_batch_rows,
+                );
+                while let Some(b) = src.next_batch()? {
+                    let rows = b.batch.num_rows() as u64;
+                    source
+                        .messages
+                        .fetch_add(rows + b.rejected.len() as u64, Ordering::Relaxed);
+                    source.valid.fetch_add(rows, Ordering::Relaxed);
+                    for r in &b.rejected {
+                        source.invalid[r.reason.index()].fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !feed.send(b.batch) {
+                        return Ok(());
+                    }
+                }
+            }
+            InputKind::Parquet => {
+                let path = &cfg.path;
+                let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .with_batch_size(cfg.max_batch_rows)
+                    .build()?;
+                for batch in reader {
+                    let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+                    let rows = batch.num_rows() as u64;
+                    let (events, rejected) =
+                        conform(&batch).with_context(|| format!("{}: not a Parquet file of events", path.display()))?;
+                    source.messages.fetch_add(rows, Ordering::Relaxed);
+                    source.valid.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
+                    for (i, n) in rejected.iter().enumerate() {
+                        source.invalid[i].fetch_add(*n, Ordering::Relaxed);
+                    }
+                    self.position.fetch_add(rows, Ordering::Relaxed);
+                    if !feed.send(events) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Parquet batch as an event batch: the event schema's columns by name, cast to its types
+/// (missing nullable columns are null). Rows lacking a required value (`missing_field`) or
+/// naming an unknown kind (`unknown_kind`) are left out and counted per reason index.
+fn conform(batch: &RecordBatch) -> anyhow::Result<(RecordBatch, [u64; InvalidReason::CODES.len()])> {
+    let schema = vigil_engine::schema::event_schema();
+    let n = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let col = match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => c.clone(),
+            Some(c) => arrow::compute::cast(c, field.data_type())
+                .with_context(|| format!("column `{}` as {}", field.name(), field.data_type()))?,
+            None if field.is_nullable() => new_null_array(field.data_type(), n),
+            None => anyhow::bail!("required column `{}` is missing", field.name()),
+        };
+        columns.push(col);
+    }
+    let mut rejected = [0u64; InvalidReason::CODES.len()];
+    let missing = InvalidReason::MissingField(vigil_engine::Field::EventId).index();
+    let unknown = InvalidReason::UnknownKind { kind: String::new() }.index();
+    let kind = columns[vigil_engine::schema::KIND].as_dictionary::<UInt8Type>();
+    let names = kind.values().as_string::<i32>();
+    let known: Vec<bool> = (0..names.len())
+        .map(|i| names.is_valid(i) && EventKind::parse(names.value(i)).is_some())
+        .collect();
+    let required: Vec<&ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.is_nullable())
+        .map(|(i, _)| &columns[i])
+        .collect();
+    let keep: BooleanArray = (0..n)
+        .map(|row| {
+            if required.iter().any(|c| c.is_null(row)) {
+                rejected[missing] += 1;
+                return Some(false);
+            }
+            if !known.get(kind.keys().value(row) as usize).copied().unwrap_or(false) {
+                rejected[unknown] += 1;
+                return Some(false);
+            }
+            Some(true)
+        })
+        .collect();
+    let events = RecordBatch::try_new(schema.clone(), {
+        // Required columns may hold nulls until the rows above are filtered out.
+        let lenient = arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        );
+        let all = RecordBatch::try_new(Arc::new(lenient), columns)?;
+        arrow::compute::filter_record_batch(&all, &keep)?.columns().to_vec()
+    })?;
+    Ok((events, rejected))
+}
+
+/// Progress on stderr: a bar when stderr is a terminal, else a line every [`PLAIN_EVERY`]; in
+/// both cases a last line at the end.
+struct Progress {
+    total: u64,
+    unit: &'static str,
+    position: Arc<AtomicU64>,
+    source: Arc<SourceMetrics>,
+    applied: AtomicU64,
+    started: Instant,
+    bar: Option<indicatif::ProgressBar>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Progress {
+    fn start(total: u64, unit: &'static str, position: Arc<AtomicU64>, source: Arc<SourceMetrics>) -> Arc<Progress> {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let template = if unit == "bytes" {
+                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {msg} ETA {eta}"
+            } else {
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows {msg} ETA {eta}"
+            };
+            let style = indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            indicatif::ProgressBar::new(total).with_style(style)
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let p = Arc::new(Progress {
+            total,
+            unit,
+            position,
+            source,
+            applied: AtomicU64::new(0),
+            started: Instant::now(),
+            bar,
+            stop,
+            task: Mutex::new(None),
+        });
+        let every = if p.bar.is_some() {
+            Duration::from_millis(200)
+        } else {
+            PLAIN_EVERY
+        };
+        let q = p.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => q.report(),
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        *p.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        p
+    }
+
+    /// Events read so far and their rate since the start.
+    fn events_and_rate(&self) -> (u64, f64) {
+        let events = self.source.valid.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        (events, events as f64 / secs)
+    }
+
+    fn report(&self) {
+        let pos = self.position.load(Ordering::Relaxed);
+        let (events, rate) = self.events_and_rate();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(pos);
+                bar.set_message(format!("{events} events, {rate:.0} ev/s"));
+            }
+            None => self.plain_line(pos, events, rate),
+        }
+    }
+
+    fn plain_line(&self, pos: u64, events: u64, rate: f64) {
+        eprintln!(
+            "replay: {pos}/{} {}, {events} events, {rate:.0} ev/s",
+            self.total, self.unit
+        );
+    }
+
+    /// Prints `text` on stdout without tearing the bar.
+    fn print_stdout(&self, text: &str) {
+        use std::io::Write;
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Stops the periodic reports and prints the last one.
+    async fn finish(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let (events, rate) = self.events_and_rate();
+        self.plain_line(self.position.load(Ordering::Relaxed), events, rate);
+        let applied = self.applied.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64();
+        eprintln!("replay: done in {secs:.1} s, {applied} events applied");
+    }
+}

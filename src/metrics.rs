@@ -1,0 +1,370 @@
+//! Prometheus metrics of a pipeline run ([`RunMetrics`]), encoded in the OpenMetrics text format
+//! by `prometheus-client` and served on `/metrics` (see [`crate::http`]).
+//!
+//! Two kinds of series live here. Those the pipeline drives (applied, late, duplicate events,
+//! batch latency, alerts, checkpoints, partitions, consumer lag) are updated through the methods
+//! of [`RunMetrics`]. Those the source counts itself (messages read, valid, dead-lettered per
+//! reason) stay in the source's own atomics ([`SourceMetrics`]); [`RunMetrics::encode`] first
+//! brings the Prometheus counters up to the atomics' totals (adding the difference since the
+//! previous scrape), so a scrape shows exactly the source's counts at that moment.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use vigil_connectors::metrics::SourceMetrics;
+use vigil_engine::InvalidReason;
+
+/// The content type of [`RunMetrics::encode`]'s output (OpenMetrics text 1.0.0).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Smallest upper bound of the batch latency histogram, in seconds.
+pub const LATENCY_FIRST_BUCKET_SECS: f64 = 0.0005;
+/// Each latency bucket's bound is this factor times the previous one.
+pub const LATENCY_BUCKET_FACTOR: f64 = 2.0;
+/// Number of finite latency buckets: 0.5 ms up to about 16 s (plus `+Inf`).
+pub const LATENCY_BUCKETS: u16 = 16;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    topic: String,
+    partition: i32,
+}
+
+/// The source a [`RunMetrics`] follows and the totals it had at the previous scrape.
+#[derive(Default)]
+struct SourceSync {
+    source: Option<Arc<SourceMetrics>>,
+    messages: u64,
+    valid: u64,
+    invalid: [u64; InvalidReason::CODES.len()],
+}
+
+/// Adds to `counter` what `total` grew by since `*seen`, and remembers `total`. A total below the
+/// remembered one (which a source's counter never does) adds nothing.
+fn catch_up(counter: &Counter, seen: &mut u64, total: u64) {
+    if total > *seen {
+        counter.inc_by(total - *seen);
+    }
+    *seen = total;
+}
+
+/// The metrics of one pipeline run. Cheap to update from the pipeline (atomics; the labelled
+/// families take a short lock), encoded on demand by [`RunMetrics::encode`].
+///
+/// `vigil_checkpoint_age_seconds` is computed at each scrape from the instant given to the last
+/// [`RunMetrics::checkpoint_written`]; before the first checkpoint it is `NaN` (the series
+/// exists, its value is "unknown").
+pub struct RunMetrics {
+    registry: Registry,
+    events_in: Counter,
+    events_valid: Counter,
+    dead_lettered: Family<ReasonLabel, Counter>,
+    applied: Counter,
+    late: Counter,
+    duplicate: Counter,
+    batch_latency: Histogram,
+    consumer_lag: Family<LagLabels, Gauge>,
+    alerts_raised: Family<KindLabel, Counter>,
+    alerts_delivered: Counter,
+    alerts_failed: Counter,
+    checkpoint_age: Gauge<f64, AtomicU64>,
+    checkpoints_written: Counter,
+    partitions: Gauge,
+    last_checkpoint: Mutex<Option<Instant>>,
+    source: Mutex<SourceSync>,
+}
+
+impl std::fmt::Debug for RunMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunMetrics")
+            .field("events_in", &self.events_in.get())
+            .field("applied", &self.applied.get())
+            .field("alerts_delivered", &self.alerts_delivered.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RunMetrics {
+    /// All series registered, counters at zero, one `vigil_events_dead_lettered` series per
+    /// reason code (so every reason shows, at 0, from the first scrape).
+    pub fn new() -> Arc<RunMetrics> {
+        let mut registry = Registry::default();
+        let events_in = Counter::default();
+        registry.register("vigil_events_in", "Messages read from the source", events_in.clone());
+        let events_valid = Counter::default();
+        registry.register(
+            "vigil_events_valid",
+            "Messages that are valid contract-v1 events",
+            events_valid.clone(),
+        );
+        let dead_lettered = Family::<ReasonLabel, Counter>::default();
+        for reason in InvalidReason::CODES {
+            let _ = dead_lettered.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "vigil_events_dead_lettered",
+            "Invalid messages sent to the dead-letter destination, by reason code",
+            dead_lettered.clone(),
+        );
+        let applied = Counter::default();
+        registry.register(
+            "vigil_events_applied",
+            "Events applied to the scoring core",
+            applied.clone(),
+        );
+        let late = Counter::default();
+        registry.register(
+            "vigil_events_late",
+            "Events older than the watermark (kept in history, not scored)",
+            late.clone(),
+        );
+        let duplicate = Counter::default();
+        registry.register(
+            "vigil_events_duplicate",
+            "Events whose event_id was already applied",
+            duplicate.clone(),
+        );
+        let batch_latency = Histogram::new(exponential_buckets(
+            LATENCY_FIRST_BUCKET_SECS,
+            LATENCY_BUCKET_FACTOR,
+            LATENCY_BUCKETS,
+        ));
+        registry.register_with_unit(
+            "vigil_batch_latency",
+            "Time to apply a batch and hand it to the outputs",
+            Unit::Seconds,
+            batch_latency.clone(),
+        );
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "vigil_consumer_lag",
+            "Messages between the consumer's position and the end of the partition",
+            consumer_lag.clone(),
+        );
+        let alerts_raised = Family::<KindLabel, Counter>::default();
+        registry.register("vigil_alerts_raised", "Alerts raised, by kind", alerts_raised.clone());
+        let alerts_delivered = Counter::default();
+        registry.register(
+            "vigil_alerts_delivered",
+            "Alert deliveries to hooks that succeeded",
+            alerts_delivered.clone(),
+        );
+        let alerts_failed = Counter::default();
+        registry.register(
+            "vigil_alerts_failed",
+            "Alert deliveries to hooks that failed",
+            alerts_failed.clone(),
+        );
+        let checkpoint_age = Gauge::<f64, AtomicU64>::default();
+        checkpoint_age.set(f64::NAN);
+        registry.register_with_unit(
+            "vigil_checkpoint_age",
+            "Time since the last checkpoint was written (NaN before the first)",
+            Unit::Seconds,
+            checkpoint_age.clone(),
+        );
+        let checkpoints_written = Counter::default();
+        registry.register(
+            "vigil_checkpoints_written",
+            "Checkpoints written",
+            checkpoints_written.clone(),
+        );
+        let partitions = Gauge::default();
+        registry.register(
+            "vigil_partitions_assigned",
+            "Source partitions currently assigned to this consumer",
+            partitions.clone(),
+        );
+        Arc::new(RunMetrics {
+            registry,
+            events_in,
+            events_valid,
+            dead_lettered,
+            applied,
+            late,
+            duplicate,
+            batch_latency,
+            consumer_lag,
+            alerts_raised,
+            alerts_delivered,
+            alerts_failed,
+            checkpoint_age,
+            checkpoints_written,
+            partitions,
+            last_checkpoint: Mutex::new(None),
+            source: Mutex::new(SourceSync::default()),
+        })
+    }
+
+    /// A batch was applied: `applied` events scored, `late` and `duplicates` not, in `latency`.
+    pub fn batch_applied(&self, applied: u64, late: u64, duplicates: u64, latency: Duration) {
+        self.applied.inc_by(applied);
+        self.late.inc_by(late);
+        self.duplicate.inc_by(duplicates);
+        self.batch_latency.observe(latency.as_secs_f64());
+    }
+
+    /// An alert of `kind` (`quiet`, `churn_risk`, `rule`, ...) was raised.
+    pub fn alert_raised(&self, kind: &str) {
+        self.alerts_raised
+            .get_or_create(&KindLabel { kind: kind.to_string() })
+            .inc();
+    }
+
+    /// `n` alert deliveries succeeded.
+    pub fn alerts_delivered(&self, n: u64) {
+        self.alerts_delivered.inc_by(n);
+    }
+
+    /// `n` alert deliveries failed.
+    pub fn alerts_failed(&self, n: u64) {
+        self.alerts_failed.inc_by(n);
+    }
+
+    /// A checkpoint was written at `at`; the age gauge counts from the latest such instant.
+    pub fn checkpoint_written(&self, at: Instant) {
+        self.checkpoints_written.inc();
+        let mut last = lock(&self.last_checkpoint);
+        if last.is_none_or(|l| at > l) {
+            *last = Some(at);
+        }
+    }
+
+    /// Partitions currently assigned.
+    pub fn set_partitions(&self, n: i64) {
+        self.partitions.set(n);
+    }
+
+    /// The lag of one partition.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .get_or_create(&LagLabels {
+                topic: topic.to_string(),
+                partition,
+            })
+            .set(lag);
+    }
+
+    /// Follows `source`'s counters from now on. The Prometheus counters keep what they counted
+    /// before and add a new source's totals on top (a counter never goes down): with one
+    /// source per run, they equal its atomics at every scrape. Attaching the source already
+    /// followed changes nothing.
+    pub fn attach_source(&self, source: Arc<SourceMetrics>) {
+        let mut sync = lock(&self.source);
+        if sync.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, &source)) {
+            return;
+        }
+        *sync = SourceSync {
+            source: Some(source),
+            ..SourceSync::default()
+        };
+    }
+
+    /// Brings the source-driven counters up to the attached source's current totals.
+    fn sync_source(&self) {
+        let mut sync = lock(&self.source);
+        let SourceSync {
+            source,
+            messages,
+            valid,
+            invalid,
+        } = &mut *sync;
+        let Some(src) = source.as_ref() else {
+            return;
+        };
+        catch_up(&self.events_in, messages, src.messages.load(Ordering::Relaxed));
+        catch_up(&self.events_valid, valid, src.valid.load(Ordering::Relaxed));
+        for (i, reason) in InvalidReason::CODES.into_iter().enumerate() {
+            let counter = self.dead_lettered.get_or_create(&ReasonLabel { reason });
+            catch_up(&counter, &mut invalid[i], src.invalid[i].load(Ordering::Relaxed));
+        }
+    }
+
+    /// Sets the checkpoint age gauge from the last checkpoint instant (NaN before the first).
+    fn sync_checkpoint_age(&self) {
+        let age = lock(&self.last_checkpoint).map_or(f64::NAN, |at| at.elapsed().as_secs_f64());
+        self.checkpoint_age.set(age);
+    }
+
+    /// Syncs the source counters and the checkpoint age, then encodes every series in the
+    /// OpenMetrics text format ([`CONTENT_TYPE`]), ending with `# EOF`.
+    pub fn encode(&self) -> String {
+        self.sync_source();
+        self.sync_checkpoint_age();
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail; an encoder error would be a bug in a metric.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_string))
+    }
+
+    #[test]
+    fn source_counters_follow_the_atomics_across_scrapes() {
+        let m = RunMetrics::new();
+        let src = Arc::new(SourceMetrics::default());
+        m.attach_source(src.clone());
+        src.messages.store(5, Ordering::Relaxed);
+        src.invalid[2].store(2, Ordering::Relaxed);
+        let first = m.encode();
+        assert_eq!(value(&first, "vigil_events_in_total").as_deref(), Some("5"));
+        let series = format!(
+            "vigil_events_dead_lettered_total{{reason=\"{}\"}}",
+            InvalidReason::CODES[2]
+        );
+        assert_eq!(value(&first, &series).as_deref(), Some("2"));
+        src.messages.store(12, Ordering::Relaxed);
+        src.invalid[2].store(3, Ordering::Relaxed);
+        m.attach_source(src.clone());
+        let second = m.encode();
+        assert_eq!(value(&second, "vigil_events_in_total").as_deref(), Some("12"));
+        assert_eq!(value(&second, &series).as_deref(), Some("3"));
+        assert!(second.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn checkpoint_age_is_nan_until_the_first_checkpoint() {
+        let m = RunMetrics::new();
+        let before = m.encode();
+        assert_eq!(value(&before, "vigil_checkpoint_age_seconds").as_deref(), Some("NaN"));
+        m.checkpoint_written(Instant::now() - Duration::from_secs(3));
+        let after = m.encode();
+        let age: f64 = value(&after, "vigil_checkpoint_age_seconds")
+            .expect("age series")
+            .parse()
+            .expect("a number");
+        assert!((3.0..60.0).contains(&age), "age {age}");
+        assert_eq!(value(&after, "vigil_checkpoints_written_total").as_deref(), Some("1"));
+    }
+}

@@ -1,0 +1,296 @@
+//! `vigil replay` as a process: a JSON Lines backfill with invalid lines, duplicates and late
+//! events (exact summary counts, alerts in event time, plain progress lines, the history that
+//! `vigil sql` reads afterwards), the same result in small batches, and a Parquet replay of the
+//! history segment it wrote.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+/// 2026-03-01T00:00:00Z.
+const T0: i64 = 1_772_323_200_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+fn ev(id: &str, account: &str, ts: i64, kind: &str) -> String {
+    format!(r#"{{"event_id":"{id}","account_id":"{account}","ts":{ts},"kind":"{kind}"}}"#)
+}
+
+/// The events file and what replaying it must report:
+///
+/// - `acme` (a key account in the config): activity daily at 10:00 on days 0-9 — 10 events;
+///   its usual gap is 1 day, so with k = 3 it is quiet from day 12 10:00: one `quiet` alert,
+///   raised in event time (the file's last event is on day 20).
+/// - `beta`: activity daily at 12:00 on days 0-20 — 21 events.
+/// - `gamma`: complaints on days 14, 15, 16 — 3 events: one `complaint_spike` (3 in 7 days).
+/// - 3 duplicates: exact copies of acme day 3, beta day 7, gamma day 15, each two days of the
+///   file after its original (within the lateness, so they are duplicates and not late).
+/// - 2 events of `acme` 20 days before day 0, after everything else: older than the watermark
+///   (day 20 12:00 − 7 days): late, not applied.
+/// - 5 invalid lines: not_json ×2, unknown_kind, missing_field (no ts), negative_money; and a
+///   blank line, which is not an event at all.
+///
+/// Applied 10 + 21 + 3 = 34; valid rows (all kept in history) 34 + 3 + 2 = 39.
+fn events_file(path: &Path) {
+    let mut lines = Vec::new();
+    let mut copies = Vec::new();
+    for d in 0..=20 {
+        // Copies go out two days after their original.
+        if matches!(d, 5 | 9 | 17) {
+            lines.push(copies.remove(0));
+        }
+        if d <= 9 {
+            let l = ev(&format!("acme-{d}"), "acme", T0 + d * DAY + 10 * HOUR, "activity");
+            if d == 3 {
+                copies.push(l.clone());
+            }
+            lines.push(l);
+        }
+        let l = ev(&format!("beta-{d}"), "beta", T0 + d * DAY + 12 * HOUR, "activity");
+        if d == 7 {
+            copies.push(l.clone());
+        }
+        lines.push(l);
+        if (14..=16).contains(&d) {
+            let l = ev(&format!("gamma-{d}"), "gamma", T0 + d * DAY + 15 * HOUR, "complaint");
+            if d == 15 {
+                copies.push(l.clone());
+            }
+            lines.push(l);
+        }
+        match d {
+            2 => lines.push("this is not json".into()),
+            5 => lines.push(String::new()),
+            6 => lines.push(format!(
+                r#"{{"event_id":"bad-kind","account_id":"beta","ts":{},"kind":"teleport"}}"#,
+                T0 + 6 * DAY
+            )),
+            8 => lines.push(r#"{"event_id":"bad-ts","account_id":"beta","kind":"activity"}"#.into()),
+            11 => lines.push(format!(
+                r#"{{"event_id":"bad-money","account_id":"beta","ts":{},"kind":"purchase","amount":-5}}"#,
+                T0 + 11 * DAY
+            )),
+            13 => lines.push(r#"{"event_id":"trunc"#.into()),
+            _ => {}
+        }
+    }
+    assert!(copies.is_empty());
+    lines.push(ev("late-1", "acme", T0 - 20 * DAY, "activity"));
+    lines.push(ev("late-2", "acme", T0 - 20 * DAY + HOUR, "meeting"));
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+const SUMMARY: &str = "replay: applied=34 invalid=5 [missing_field=1 negative_money=1 not_json=2 unknown_kind=1] \
+                       duplicates=3 late=2 alerts=2 accounts=3";
+
+/// A vigil.toml (valid for `vigil run`; replay uses its accounts and data_dir).
+fn config(dir: &Path, data_dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("vigil.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n\n[source]\nbrokers = \"localhost:9\"\ntopics = [\"interactions\"]\n\
+             group_id = \"replay-test\"\n\n[[accounts]]\naccount_id = \"acme\"\ntier = \"key\"\n",
+            data_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn vigil(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .env_remove("VIGIL_CONFIG")
+        .env_remove("VIGIL_DATA_DIR")
+        .output()
+        .expect("runs vigil");
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The summary line (the last line of stdout) and the alert lines before it.
+fn summary_and_alerts(out: &Output) -> (String, Vec<serde_json::Value>) {
+    let text = stdout(out);
+    let mut lines: Vec<&str> = text.lines().collect();
+    let summary = lines.pop().expect("a summary line").to_string();
+    let alerts = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line {l}: {e}")))
+        .collect();
+    (summary, alerts)
+}
+
+fn sql(data_dir: &Path, query: &str) -> String {
+    stdout(&vigil(&[
+        "sql",
+        query,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]))
+}
+
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    events_file(&file);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), &data);
+
+    let out = vigil(&["replay", file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let (summary, alerts) = summary_and_alerts(&out);
+    assert_eq!(summary, SUMMARY);
+    // The alerts, as JSON lines, in event time: acme quiet at its deadline (day 9 10:00 + 3
+    // days), gamma's complaint spike from its first complaint day.
+    let mut got: Vec<(String, String, i64)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["account_id"].as_str().unwrap().to_string(),
+                a["episode_start_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("complaint_spike".to_string(), "gamma".to_string(), T0 + 14 * DAY),
+            ("quiet".to_string(), "acme".to_string(), T0 + 9 * DAY + 10 * HOUR),
+        ]
+    );
+    let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
+    assert_eq!(quiet["at_ms"].as_i64(), Some(T0 + 12 * DAY + 10 * HOUR));
+    // stderr is not a terminal here: plain progress lines, the last one at the end of the file.
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(
+        err.contains(&format!("replay: {size}/{size} bytes, 39 events, ")),
+        "progress on stderr:\n{err}"
+    );
+    assert!(err.contains(" ev/s\n"), "{err}");
+
+    // History: every valid row (applied, duplicate and late: as `vigil run` keeps them), and the
+    // alerts.
+    assert_eq!(sql(&data, "SELECT count(*) AS n FROM events"), "n\n39\n");
+    assert_eq!(
+        sql(
+            &data,
+            "SELECT count(DISTINCT event_id) AS n FROM events WHERE ts >= '2026-03-01T00:00:00Z'"
+        ),
+        "n\n34\n"
+    );
+    assert_eq!(
+        sql(&data, "SELECT kind, account_id FROM alerts ORDER BY kind"),
+        "kind,account_id\ncomplaint_spike,gamma\nquiet,acme\n"
+    );
+    // The health table as of the end of the replay.
+    assert_eq!(
+        sql(&data, "SELECT account_id FROM health ORDER BY account_id"),
+        "account_id\nacme\nbeta\ngamma\n"
+    );
+
+    // Small batches (lockstep with the clock): the same result.
+    let data_small = tmp.path().join("data-small");
+    let out = vigil(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data_small.to_str().unwrap(),
+        "--batch-rows",
+        "4",
+        "--quiet",
+    ]);
+    assert_eq!(stdout(&out), format!("{SUMMARY}\n"), "--quiet prints only the summary");
+    assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n39\n");
+
+    // Parquet: the history segment the first replay wrote, into a fresh data directory.
+    let segments = parquet_files(&data.join("events"));
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let fresh = tmp.path().join("fresh");
+    let out = vigil(&[
+        "replay",
+        segments[0].to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    let (summary, alerts) = summary_and_alerts(&out);
+    assert_eq!(
+        summary,
+        "replay: applied=34 invalid=0 duplicates=3 late=2 alerts=2 accounts=3"
+    );
+    assert_eq!(alerts.len(), 2);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("replay: 39/39 rows, 39 events, "), "{err}");
+    assert_eq!(sql(&fresh, "SELECT count(*) AS n FROM events"), "n\n39\n");
+}
+
+#[test]
+fn parquet_rows_are_cast_to_the_event_schema_and_bad_rows_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Only the required columns, `kind` as plain text (not the dictionary vigil writes), one
+    // unknown kind and one row without an account.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new("kind", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["p1", "p2", "p3", "p4"])),
+            Arc::new(StringArray::from(vec![Some("a"), Some("a"), Some("b"), None])),
+            Arc::new(TimestampMillisecondArray::from(vec![T0, T0 + HOUR, T0 + 2 * HOUR, T0])),
+            Arc::new(StringArray::from(vec!["activity", "purchase", "teleport", "activity"])),
+        ],
+    )
+    .unwrap();
+    let file = tmp.path().join("events.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&file).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let data = tmp.path().join("data");
+    let out = vigil(&["replay", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let (summary, alerts) = summary_and_alerts(&out);
+    assert_eq!(
+        summary,
+        "replay: applied=2 invalid=2 [missing_field=1 unknown_kind=1] duplicates=0 late=0 alerts=0 accounts=1"
+    );
+    assert!(alerts.is_empty());
+    assert_eq!(
+        sql(&data, "SELECT event_id, kind FROM events ORDER BY event_id"),
+        "event_id,kind\np1,activity\np2,purchase\n"
+    );
+}
