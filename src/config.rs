@@ -51,6 +51,86 @@ pub struct VigilConfig {
     /// Print every alert as a JSON line on stdout.
     #[serde(default = "default_true")]
     pub print_alerts: bool,
+    /// Per-partition checkpoints (`[checkpoint]`).
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Engine time: `wall` (event time while busy, wall clock when idle: live quiet detection)
+    /// or `event` (event time only: deterministic backfills and comparisons).
+    #[serde(default)]
+    pub clock: ClockMode,
+    /// HTTP endpoints (`[http]`): `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `clock = "wall" | "event"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    #[default]
+    Wall,
+    Event,
+}
+
+/// `[checkpoint]`: where and how often partition state is checkpointed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// State directory shared by every process of the consumer group (default
+    /// `<data_dir>/checkpoints`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Longest time between checkpoints of a changed partition.
+    #[serde(default = "default_checkpoint_ms")]
+    pub interval_ms: u64,
+    /// Messages read since the last checkpoint that trigger one.
+    #[serde(default = "default_checkpoint_messages")]
+    pub max_messages: u64,
+    /// How long restoring assigned partitions may take before the source gives up.
+    #[serde(default = "default_restore_ms")]
+    pub restore_timeout_ms: u64,
+}
+
+fn default_checkpoint_ms() -> u64 {
+    10_000
+}
+fn default_checkpoint_messages() -> u64 {
+    1_000_000
+}
+fn default_restore_ms() -> u64 {
+    120_000
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: None,
+            interval_ms: default_checkpoint_ms(),
+            max_messages: default_checkpoint_messages(),
+            restore_timeout_ms: default_restore_ms(),
+        }
+    }
+}
+
+/// `[http]`: the operational endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`; empty string: off.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
 }
 
 fn default_tick_ms() -> u64 {
@@ -135,6 +215,8 @@ impl Default for SqlServerConfig {
 }
 
 const PREFIX: &str = "VIGIL_";
+/// `VIGIL_*` variables that are not configuration keys.
+const NOT_CONFIG: [&str; 4] = ["CONFIG", "LOG", "TEST_KAFKA", "KAFKA_LIBS"];
 
 /// Applies `VIGIL_*` overrides from `vars` onto a parsed TOML document.
 pub fn apply_env_overrides(
@@ -146,7 +228,8 @@ pub fn apply_env_overrides(
         let Some(path) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        if path.is_empty() || path == "CONFIG" || path == "LOG" {
+        // Variables of the CLI and the test harness, not config keys.
+        if path.is_empty() || NOT_CONFIG.contains(&path) {
             continue;
         }
         let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
@@ -193,6 +276,14 @@ impl VigilConfig {
             dir: default_outbox_dir(&self.data_dir),
             ..OutboxConfig::default()
         })
+    }
+
+    /// The checkpoint directory, defaulting to `<data_dir>/checkpoints`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("checkpoints"))
     }
 
     /// Reads the file (when given) and applies the process's `VIGIL_*` variables.

@@ -10,17 +10,18 @@ use arrow::array::{Array, AsArray};
 use tokio::sync::{Notify, mpsc};
 use vigil_connectors::kafka::{KafkaScoresSink, SourceBatch};
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
-use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ScoringCore, Tier, alerts_to_batch};
+use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ShardedCore, Tier, alerts_to_batch};
 use vigil_queries::SegmentStore;
 
 use crate::pipeline::PipelineSink;
 
 /// The tier hooks route on: `key` for the core's key accounts (tier = key or ARR over the
 /// threshold), else `standard`.
-pub fn tier_of(core: &ScoringCore, account_id: &str) -> Tier {
-    match core.account_view(account_id) {
-        Some(v) if v.key => Tier::Key,
-        _ => Tier::Standard,
+pub fn tier_of(core: &ShardedCore, account_id: &str) -> Tier {
+    if core.is_key(account_id) {
+        Tier::Key
+    } else {
+        Tier::Standard
     }
 }
 
@@ -100,7 +101,7 @@ pub struct RunOutputs {
 }
 
 impl RunOutputs {
-    fn alerts(&mut self, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn alerts(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
@@ -132,7 +133,7 @@ impl RunOutputs {
 }
 
 impl PipelineSink for RunOutputs {
-    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
         if let Some(events) = &self.events {
             events.append(batch.batch.clone())?;
             if events.tail_rows() >= self.flush_rows {
@@ -153,7 +154,7 @@ impl PipelineSink for RunOutputs {
         self.alerts(&outcome.alerts, core)
     }
 
-    fn on_tick(&mut self, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         self.alerts(alerts, core)
     }
 }

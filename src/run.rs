@@ -13,11 +13,12 @@ use vigil_connectors::kafka::{self, KafkaScoresSink};
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
 use vigil_connectors::routing::HooksConfig;
 use vigil_engine::rules::RuleAlert;
-use vigil_engine::scoring::ScoringCore;
+use vigil_engine::scoring::ShardedCore;
 use vigil_queries::rules::RuleSet;
 use vigil_queries::server::Credentials;
 
-use crate::config::VigilConfig;
+use crate::checkpoint::{CheckpointOwner, CheckpointStore};
+use crate::config::{ClockMode, VigilConfig};
 use crate::live::{LiveTables, start_sql_server};
 use crate::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
 use crate::pipeline::{self, Clock, PipelineStats, SharedCore};
@@ -72,7 +73,7 @@ pub async fn run(cfg: VigilConfig) -> anyhow::Result<PipelineStats> {
 
 /// Runs the pipeline until `shutdown` completes.
 pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<PipelineStats> {
-    let mut core = ScoringCore::new(cfg.scoring.clone())?;
+    let mut core = ShardedCore::new(cfg.scoring.clone())?;
     for a in &cfg.accounts {
         core.upsert_account(a.clone());
     }
@@ -153,14 +154,28 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         print_alerts: cfg.print_alerts,
     };
 
-    let (source, batches) = kafka::start(cfg.source.clone(), 16)?;
-    tracing::info!(topics = ?cfg.source.topics, group = %cfg.source.group_id, "vigil run: consuming");
+    // Partition state is restored from checkpoints on assignment; offsets follow checkpoints.
+    let store = CheckpointStore::open(cfg.checkpoint_dir())?;
+    let (owner, requests) = CheckpointOwner::new(Duration::from_millis(cfg.checkpoint.restore_timeout_ms));
+    let checkpoints = pipeline::Checkpointing {
+        store,
+        interval: Duration::from_millis(cfg.checkpoint.interval_ms.max(1)),
+        max_messages: cfg.checkpoint.max_messages,
+        requests,
+    };
+    let (source, batches) = kafka::start_owned(cfg.source.clone(), 16, Arc::new(owner))?;
+    tracing::info!(topics = ?cfg.source.topics, group = %cfg.source.group_id, checkpoints = %cfg.checkpoint_dir().display(), "vigil run: consuming");
+    let clock = match cfg.clock {
+        ClockMode::Wall => Clock::Wall,
+        ClockMode::Event => Clock::Event,
+    };
     let result = pipeline::run(
         batches,
-        core,
-        Clock::Wall,
+        core.clone(),
+        clock,
         Duration::from_millis(cfg.tick_ms.max(10)),
         &mut outputs,
+        Some(checkpoints),
         shutdown,
         source.stopper(),
     )
@@ -171,8 +186,16 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     tokio::task::spawn_blocking(move || source.join()).await??;
     let stats = result?;
 
-    // Shutdown: history tails to disk, then the background tasks.
+    // Shutdown: history tails and the health table to disk (`vigil sql --data-dir` reads
+    // them), then the background tasks.
     outputs.flush()?;
+    {
+        let health = core
+            .read()
+            .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
+            .health_batch();
+        vigil_queries::DataDir::new(&cfg.data_dir).save_health(&health)?;
+    }
     drop(outputs);
     let _ = stop_tx.send(true);
     if let Some(s) = server {

@@ -153,6 +153,22 @@ impl DataDir {
     pub fn health(&self) -> PathBuf {
         self.root.join("health.parquet")
     }
+
+    /// Saves a health table as `<root>/health.parquet`, atomically (temp file, fsync, rename).
+    pub fn save_health(&self, batch: &RecordBatch) -> Result<()> {
+        use crate::error::QueryError;
+        std::fs::create_dir_all(&self.root).map_err(|e| QueryError::io(&self.root, e))?;
+        let tmp = self.root.join(format!(".health.parquet.tmp-{}", std::process::id()));
+        {
+            let file = std::fs::File::create(&tmp).map_err(|e| QueryError::io(&tmp, e))?;
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+            w.write(batch)?;
+            let file = w.into_inner()?;
+            file.sync_all().map_err(|e| QueryError::io(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, self.health()).map_err(|e| QueryError::io(self.health(), e))?;
+        Ok(())
+    }
 }
 
 impl Analyst {

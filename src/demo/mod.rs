@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vigil_connectors::kafka::{self, EmbeddedBroker, KafkaSourceConfig, MessageProducer};
-use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ScoringCore};
+use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ShardedCore};
 
 use crate::pipeline::{self, Clock, wall_ms};
 use generator::{DAY_MS, HISTORY_DAYS};
@@ -82,7 +82,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         HISTORY_DAYS as f64 / opts.replay_secs
     );
 
-    let mut core = ScoringCore::new(ScoringConfig::default())?;
+    let mut core = ShardedCore::new(ScoringConfig::default())?;
     for a in &data.accounts {
         core.upsert_account(a.clone());
     }
@@ -198,6 +198,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         },
         Duration::from_millis(100),
         &mut outputs,
+        None,
         shutdown,
         source.stopper(),
     )
@@ -254,14 +255,14 @@ impl pipeline::PipelineSink for DemoOutputs {
         &mut self,
         batch: &kafka::SourceBatch,
         outcome: &vigil_engine::scoring::ApplyOutcome,
-        core: &ScoringCore,
+        core: &ShardedCore,
     ) -> anyhow::Result<()> {
         self.history.on_batch(batch, outcome, core)?;
         self.show(&outcome.alerts);
         Ok(())
     }
 
-    fn on_tick(&mut self, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         self.history.on_tick(alerts, core)?;
         self.show(alerts);
         Ok(())

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use vigil_engine::scoring::{Alert, BaseRule, ScoringCore};
+use vigil_engine::scoring::{Alert, BaseRule, ShardedCore};
 
 use super::generator::DAY_MS;
 use crate::pipeline::SharedCore;
@@ -22,7 +22,7 @@ pub fn print_alert(a: &Alert, start_ms: i64) {
     );
 }
 
-fn render(core: &ScoringCore, day: f64, alerts: usize) -> String {
+fn render(core: &ShardedCore, day: f64, alerts: usize) -> String {
     // Cancelled accounts are lost, not at risk: the view ranks the ones still to be saved.
     let mut rows: Vec<_> = core
         .account_ids()
@@ -79,7 +79,7 @@ pub fn spawn(
                 let Ok(mut c) = core.write() else { return };
                 // Population parameters from the history so far (fails harmlessly while too few
                 // accounts have repeat purchases).
-                let _ = c.refit_bgnbd();
+                c.refit_bgnbd();
                 render(&c, day, n_alerts)
             };
             if tty {

@@ -130,6 +130,7 @@ interval_ms = 200
         .env("VIGIL_SOURCE__DEAD_LETTER_TOPIC", format!("{topic}.dlq"))
         .env("VIGIL_SOURCE__MAX_LINGER_MS", "20")
         .env("VIGIL_SQL__PASSWORD", "s3cret-pg")
+        .env("VIGIL_HTTP__LISTEN", "127.0.0.1:0")
         .env("VIGIL_SQL__LISTEN", format!("127.0.0.1:{pg_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -3,10 +3,13 @@
 
 mod common;
 mod compression;
+mod crash;
 mod dead_letter;
 mod delivery;
 mod hooks_e2e;
 mod rebalance;
 mod restart;
 mod run_cli;
+mod scale_out;
 mod sinks;
+mod vigil_proc;

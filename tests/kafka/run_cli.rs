@@ -56,6 +56,7 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .args(["run", "--config"])
         .arg(config.path())
         .env("VIGIL_DATA_DIR", data.path())
+        .env("VIGIL_HTTP__LISTEN", "127.0.0.1:0")
         .env("VIGIL_SCORING__LATENESS_DAYS", "30")
         .env("VIGIL_SOURCE__BROKERS", &b.bootstrap)
         .env("VIGIL_SOURCE__TOPICS", format!("[\"{topic}\"]"))

@@ -43,6 +43,32 @@ fn default_skew_ms() -> i64 {
     DecodeLimits::default().max_future_skew_ms
 }
 
+/// A map of librdkafka properties whose values may be written as TOML strings, numbers or
+/// booleans (`session.timeout.ms = 6000` and `= "6000"` mean the same).
+pub fn scalar_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::I(i) => i.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::B(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
 /// Default rows per batch (chosen by the `decode` and `kafka_consume` benchmarks, see BENCHMARKS.md).
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 8_192;
 /// Default longest wait before a partial batch is emitted.
@@ -79,13 +105,13 @@ pub struct KafkaSourceConfig {
     pub max_future_skew_ms: i64,
     /// Any librdkafka property for the consumer and the dead-letter producer (e.g.
     /// `security.protocol`, `sasl.mechanism`, `ssl.ca.location`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_map")]
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties for the consumer only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_map")]
     pub consumer_properties: BTreeMap<String, String>,
     /// librdkafka properties for the dead-letter producer only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_map")]
     pub producer_properties: BTreeMap<String, String>,
 }
 

@@ -10,4 +10,4 @@ pub use config::KafkaSourceConfig;
 pub use dead_letter::headers as dead_letter_headers;
 pub use embedded::{EmbeddedBroker, MessageProducer};
 pub use sink::{KafkaAlertSink, KafkaScoresSink, KafkaSinkConfig};
-pub use source::{KafkaSourceHandle, SourceBatch, start};
+pub use source::{BatchSpan, CommittedOffsets, KafkaSourceHandle, PartitionOwner, SourceBatch, start, start_owned};

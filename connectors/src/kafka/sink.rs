@@ -65,7 +65,7 @@ pub struct KafkaSinkConfig {
     #[serde(default = "default_attempts")]
     pub attempts: u32,
     /// Any librdkafka producer property (e.g. `compression.type`, `security.protocol`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::config::scalar_map")]
     pub properties: BTreeMap<String, String>,
 }
 

@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::record_batch::RecordBatch;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use vigil_engine::{EventBatchBuilder, SourceMeta, decode};
@@ -28,12 +29,67 @@ use crate::metrics::SourceMetrics;
 pub struct SourceBatch {
     pub batch: RecordBatch,
     pub ack: Ack,
+    /// Where the batch was read (`None` for sources without partitions, e.g. files).
+    pub span: Option<BatchSpan>,
+}
+
+impl SourceBatch {
+    /// A batch from a source without partitions or offsets (files, tests).
+    pub fn unpartitioned(batch: RecordBatch) -> SourceBatch {
+        SourceBatch {
+            batch,
+            ack: Ack::none(),
+            span: None,
+        }
+    }
+}
+
+/// The span of one partition a Kafka batch covers. A batch holds the events of one partition
+/// only, so downstream can keep (and checkpoint) state per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub partition: TopicPartition,
+    /// Offset of the first message read into the batch.
+    pub first_offset: i64,
+    /// Offset after the last message read into the batch (where to resume).
+    pub next_offset: i64,
+    /// Messages read (valid + dead-lettered).
+    pub messages: u64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// Who owns the state of the partitions a source reads: told on assignment (returns where to
+/// start each partition, e.g. the offset stored with its checkpoint) and on revocation (returns
+/// once the revoked partitions' state is durable, so the new owner can restore it).
+pub trait PartitionOwner: Send + Sync + 'static {
+    /// Partitions were assigned; returns the offset to start each from (`None`: the committed
+    /// offset, else `auto.offset.reset`). An error stops the source: reading a partition whose
+    /// state could not be restored would lose that state.
+    fn assigned(&self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>, String>;
+    /// Partitions are being revoked; every batch read from them has been emitted. Returns when
+    /// their state is durable and their batches acknowledged, or after `timeout`.
+    fn revoked(&self, partitions: &[TopicPartition], timeout: Duration);
+}
+
+/// The owner for at-least-once reading: start from committed offsets, nothing to save.
+#[derive(Debug, Default)]
+pub struct CommittedOffsets;
+
+impl PartitionOwner for CommittedOffsets {
+    fn assigned(&self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>, String> {
+        Ok(vec![None; partitions.len()])
+    }
+    fn revoked(&self, _partitions: &[TopicPartition], _timeout: Duration) {}
 }
 
 struct SourceContext {
     tracker: Arc<OffsetTracker>,
     metrics: Arc<SourceMetrics>,
     revoke_timeout: Duration,
+    owner: Arc<dyn PartitionOwner>,
+    /// Set when the owner failed to take an assignment: the source stops with this error.
+    failed: std::sync::Mutex<Option<String>>,
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -69,33 +125,74 @@ fn commit_offsets<C: ConsumerContext>(
 
 impl ClientContext for SourceContext {}
 
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let parts = partitions_of(tpl);
-            // Finish in-flight work on the revoked partitions: wait (bounded) for downstream to
-            // acknowledge, commit what is acknowledged, abandon the rest (read again by the new owner).
-            if !self.tracker.wait_settled(Some(&parts), self.revoke_timeout) {
-                tracing::warn!(
-                    partitions = parts.len(),
-                    "revocation timed out waiting for acks; unacknowledged batches are abandoned"
-                );
+impl SourceContext {
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let parts = partitions_of(tpl);
+        match self.owner.assigned(&parts) {
+            Ok(starts) => {
+                for ((topic, partition), start) in parts.iter().zip(starts) {
+                    if let Some(offset) = start
+                        && let Err(e) = tpl.set_partition_offset(topic, *partition, Offset::Offset(offset))
+                    {
+                        tracing::warn!(error = %e, %topic, partition, "cannot set the start offset");
+                    }
+                }
             }
-            let offsets = self.tracker.take_committable_of(&parts);
-            commit_offsets(consumer, offsets, CommitMode::Sync, &self.metrics);
-            self.tracker.revoke(&parts);
-            SourceMetrics::add(&self.metrics.rebalances, 1);
+            Err(e) => {
+                tracing::error!(error = %e, partitions = parts.len(), "partition state could not be restored; stopping");
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                // Take no partitions: nothing is read without its state.
+                *tpl = TopicPartitionList::new();
+            }
         }
+        let parts = partitions_of(tpl);
+        self.tracker.assign(&parts);
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "assigning partitions failed");
+        }
+        SourceMetrics::add(&self.metrics.rebalances, 1);
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                self.tracker.assign(&partitions_of(tpl));
-                SourceMetrics::add(&self.metrics.rebalances, 1);
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let parts = partitions_of(tpl);
+        // Finish in-flight work on the revoked partitions: the owner makes their state durable
+        // and acknowledges their batches; then commit what is acknowledged and abandon the rest
+        // (read again by the new owner).
+        self.owner.revoked(&parts, self.revoke_timeout);
+        if !self.tracker.wait_settled(Some(&parts), self.revoke_timeout) {
+            tracing::warn!(
+                partitions = parts.len(),
+                "revocation timed out waiting for acks; unacknowledged batches are abandoned"
+            );
+        }
+        let offsets = self.tracker.take_committable_of(&parts);
+        commit_offsets(consumer, offsets, CommitMode::Sync, &self.metrics);
+        self.tracker.revoke(&parts);
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "unassigning partitions failed");
+        }
+        SourceMetrics::add(&self.metrics.rebalances, 1);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; dropping the assignment");
+                let all = consumer.assignment().unwrap_or_default();
+                self.revoke(consumer, &all);
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
         }
     }
 
@@ -154,11 +251,21 @@ impl Drop for KafkaSourceHandle {
     }
 }
 
-/// Starts a Kafka source; batches arrive on the returned channel (bounded: a slow downstream
-/// slows consumption rather than growing memory).
+/// Starts a Kafka source reading at-least-once from committed offsets; batches arrive on the
+/// returned channel (bounded: a slow downstream slows consumption rather than growing memory).
 pub fn start(
     config: KafkaSourceConfig,
     channel_capacity: usize,
+) -> Result<(KafkaSourceHandle, mpsc::Receiver<SourceBatch>), ConnectorError> {
+    start_owned(config, channel_capacity, Arc::new(CommittedOffsets))
+}
+
+/// Starts a Kafka source whose partitions' state `owner` keeps (checkpoints): it is asked where
+/// to start each assigned partition and told before a partition is revoked.
+pub fn start_owned(
+    config: KafkaSourceConfig,
+    channel_capacity: usize,
+    owner: Arc<dyn PartitionOwner>,
 ) -> Result<(KafkaSourceHandle, mpsc::Receiver<SourceBatch>), ConnectorError> {
     config.validate()?;
     let tracker = OffsetTracker::new();
@@ -167,6 +274,8 @@ pub fn start(
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         revoke_timeout: config.revoke_timeout(),
+        owner,
+        failed: std::sync::Mutex::new(None),
     };
     let consumer: BaseConsumer<SourceContext> = config.consumer_config().create_with_context(ctx)?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
@@ -179,7 +288,7 @@ pub fn start(
         consumer,
         dead_letter,
         config,
-        tx,
+        tx: Some(tx),
         tracker,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -211,17 +320,24 @@ struct Worker {
     consumer: BaseConsumer<SourceContext>,
     dead_letter: DeadLetterWriter,
     config: KafkaSourceConfig,
-    tx: mpsc::Sender<SourceBatch>,
+    /// Taken (closed) when the source stops reading, so downstream sees the end of the stream
+    /// while the source waits for the last acknowledgements.
+    tx: Option<mpsc::Sender<SourceBatch>>,
     tracker: Arc<OffsetTracker>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
 }
 
-/// The batch being built: rows plus, per partition, the next offset and its epoch.
+/// The batch being built for one partition.
 struct OpenBatch {
     builder: EventBatchBuilder,
-    offsets: HashMap<TopicPartition, EpochOffset>,
-    started: Option<Instant>,
+    /// Assignment epoch the rows were read under.
+    epoch: u64,
+    first_offset: i64,
+    next_offset: i64,
+    messages: u64,
+    dead_lettered: u64,
+    started: Instant,
 }
 
 impl Worker {
@@ -229,22 +345,28 @@ impl Worker {
         let limits = self.config.limits();
         let linger = self.config.max_linger();
         let commit_interval = self.config.commit_interval();
-        let mut open = OpenBatch {
-            builder: EventBatchBuilder::with_capacity(self.config.max_batch_rows),
-            offsets: HashMap::new(),
-            started: None,
-        };
+        let mut open: HashMap<TopicPartition, OpenBatch> = HashMap::new();
         let mut topics: Vec<Arc<str>> = Vec::new();
         let mut last_commit = Instant::now();
-        let mut rebalances_seen = SourceMetrics::get(&self.metrics.rebalances);
         let result = loop {
             if self.stop.load(Ordering::SeqCst) {
                 break Ok(());
             }
-            let timeout = match open.started {
-                Some(t) => linger.saturating_sub(t.elapsed()),
-                None => Duration::from_millis(100),
-            };
+            if let Some(e) = self
+                .consumer
+                .context()
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                break Err(ConnectorError::Config(format!("partition assignment: {e}")));
+            }
+            let timeout = open
+                .values()
+                .map(|b| linger.saturating_sub(b.started.elapsed()))
+                .min()
+                .unwrap_or(Duration::from_millis(100));
             match self.consumer.poll(timeout) {
                 None => {}
                 Some(Err(e)) => {
@@ -252,12 +374,6 @@ impl Worker {
                     tracing::warn!(error = %e, "consume error");
                 }
                 Some(Ok(msg)) => {
-                    let rebalances = SourceMetrics::get(&self.metrics.rebalances);
-                    if rebalances != rebalances_seen {
-                        rebalances_seen = rebalances;
-                        // Offsets read under a revoked assignment must not be committed by us.
-                        open.offsets.retain(|tp, eo| self.tracker.epoch(tp) == Some(eo.epoch));
-                    }
                     let topic = match topics.iter().find(|t| &***t == msg.topic()) {
                         Some(t) => t.clone(),
                         None => {
@@ -267,17 +383,26 @@ impl Worker {
                         }
                     };
                     let tp: TopicPartition = (topic, msg.partition());
-                    let epoch = match open.offsets.get(&tp) {
-                        Some(eo) => eo.epoch,
-                        None => self.tracker.epoch(&tp).unwrap_or(0),
+                    let Some(epoch) = self.tracker.epoch(&tp) else {
+                        // Not (or no longer) assigned: not ours to read.
+                        continue;
                     };
-                    open.offsets.insert(
-                        tp.clone(),
-                        EpochOffset {
-                            next_offset: msg.offset() + 1,
-                            epoch,
-                        },
-                    );
+                    // Rows read under an earlier assignment of this partition are abandoned: the
+                    // new assignment starts from where the owner's state says.
+                    if open.get(&tp).is_some_and(|b| b.epoch != epoch) {
+                        open.remove(&tp);
+                    }
+                    let batch = open.entry(tp.clone()).or_insert_with(|| OpenBatch {
+                        builder: EventBatchBuilder::with_capacity(self.config.max_batch_rows.min(1024)),
+                        epoch,
+                        first_offset: msg.offset(),
+                        next_offset: msg.offset(),
+                        messages: 0,
+                        dead_lettered: 0,
+                        started: Instant::now(),
+                    });
+                    batch.next_offset = msg.offset() + 1;
+                    batch.messages += 1;
                     let payload = msg.payload().unwrap_or(&[]);
                     SourceMetrics::add(&self.metrics.messages, 1);
                     SourceMetrics::add(&self.metrics.bytes, payload.len() as u64);
@@ -293,11 +418,12 @@ impl Worker {
                                 offset: Some(msg.offset()),
                                 timestamp_ms,
                             };
-                            open.builder.append(&event, &meta);
+                            batch.builder.append(&event, &meta);
                             SourceMetrics::add(&self.metrics.valid, 1);
                         }
                         Err(reason) => {
                             SourceMetrics::add(&self.metrics.invalid[reason.index()], 1);
+                            batch.dead_lettered += 1;
                             let rec = DeadLetterRecord::new(
                                 msg.key(),
                                 msg.payload(),
@@ -312,14 +438,28 @@ impl Worker {
                             }
                         }
                     }
-                    open.started.get_or_insert_with(Instant::now);
+                    if batch.builder.len() >= self.config.max_batch_rows {
+                        let full = open.remove(&tp).expect("present");
+                        if let Err(e) = self.flush(tp, full) {
+                            break Err(e);
+                        }
+                    }
                 }
             }
-            let full = open.builder.len() >= self.config.max_batch_rows;
-            let lingered = open.started.is_some_and(|t| t.elapsed() >= linger);
-            if (full || lingered)
-                && let Err(e) = self.flush(&mut open)
-            {
+            let due: Vec<TopicPartition> = open
+                .iter()
+                .filter(|(_, b)| b.started.elapsed() >= linger)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            let mut failed = None;
+            for tp in due {
+                let b = open.remove(&tp).expect("present");
+                if let Err(e) = self.flush(tp, b) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
                 break Err(e);
             }
             if last_commit.elapsed() >= commit_interval {
@@ -332,8 +472,11 @@ impl Worker {
                 last_commit = Instant::now();
             }
         };
-        // Rows not yet emitted are abandoned (never committed; read again after restart).
-        // Emitted batches get a bounded wait for their acknowledgement, then a final commit.
+        // Rows not yet emitted are abandoned (never committed; read again after restart). The
+        // channel closes so downstream sees the end; emitted batches get a bounded wait for their
+        // acknowledgement, then a final commit.
+        drop(open);
+        self.tx = None;
         if !self.tracker.wait_settled(None, self.config.revoke_timeout()) {
             tracing::warn!("stopping with unacknowledged batches; they will be read again");
         }
@@ -347,22 +490,36 @@ impl Worker {
         result
     }
 
-    fn flush(&mut self, open: &mut OpenBatch) -> Result<(), ConnectorError> {
-        // Dead letters must be durable before the source may commit past them.
-        self.dead_letter.confirm_all(&self.metrics)?;
-        let offsets: Vec<_> = open.offsets.drain().collect();
-        open.started = None;
-        if open.builder.is_empty() {
-            if !offsets.is_empty() {
-                self.tracker.register_acked(offsets);
-            }
+    /// Emits one partition's batch (also when every message in it was dead-lettered: its
+    /// offsets and counts still move downstream's progress).
+    fn flush(&mut self, tp: TopicPartition, mut open: OpenBatch) -> Result<(), ConnectorError> {
+        if self.tracker.epoch(&tp) != Some(open.epoch) {
             return Ok(());
         }
+        // Dead letters must be durable before the source may commit past them.
+        self.dead_letter.confirm_all(&self.metrics)?;
         let batch = open.builder.finish();
-        let ack = self.tracker.register(offsets);
+        let ack = self.tracker.register(vec![(
+            tp.clone(),
+            EpochOffset {
+                next_offset: open.next_offset,
+                epoch: open.epoch,
+            },
+        )]);
         SourceMetrics::add(&self.metrics.batches, 1);
-        self.tx
-            .blocking_send(SourceBatch { batch, ack })
-            .map_err(|_| ConnectorError::DownstreamClosed)
+        let span = BatchSpan {
+            partition: tp,
+            first_offset: open.first_offset,
+            next_offset: open.next_offset,
+            messages: open.messages,
+            dead_lettered: open.dead_lettered,
+        };
+        let tx = self.tx.as_ref().ok_or(ConnectorError::DownstreamClosed)?;
+        tx.blocking_send(SourceBatch {
+            batch,
+            ack,
+            span: Some(span),
+        })
+        .map_err(|_| ConnectorError::DownstreamClosed)
     }
 }

@@ -839,6 +839,27 @@ impl ScoringCore {
         })
     }
 
+    /// True when the account is known (has events or a dimension record).
+    pub fn contains(&self, account_id: &str) -> bool {
+        self.index(account_id).is_some()
+    }
+
+    /// True when the account is known but has no dimension record yet.
+    pub fn lacks_dimension(&self, account_id: &str) -> bool {
+        self.index(account_id)
+            .is_some_and(|i| self.st.accounts[i as usize].meta.is_none())
+    }
+
+    /// True when the account is a key account (tier key or ARR over the threshold).
+    pub fn is_key(&self, account_id: &str) -> bool {
+        self.index(account_id).is_some_and(|i| self.st.accounts[i as usize].key)
+    }
+
+    /// Greatest applied event time (`None` before any).
+    pub fn max_event_ms(&self) -> Option<i64> {
+        (self.st.max_ts_ms != i64::MIN).then_some(self.st.max_ts_ms)
+    }
+
     /// True when the account is in a quiet episode.
     pub fn is_quiet(&self, account_id: &str) -> Option<bool> {
         let idx = self.index(account_id)? as usize;

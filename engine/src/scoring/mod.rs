@@ -11,6 +11,7 @@
 //! - [`alert`]: alerts, deterministic ids, [`alert_schema`].
 //! - [`table`]: the health table, [`health_schema`].
 //! - [`core`]: [`ScoringCore`], snapshot and restore.
+//! - [`shards`]: [`ShardedCore`], one core per input shard (Kafka partition).
 
 pub mod account;
 pub mod alert;
@@ -21,6 +22,7 @@ pub mod dedup;
 pub mod hash;
 pub mod health;
 pub mod intern;
+pub mod shards;
 pub mod state;
 pub mod table;
 pub mod testing;
@@ -32,5 +34,6 @@ pub use churn::{BaseRule, ChurnBreakdown, Population};
 pub use config::{Bands, ChurnConfig, HealthParams, QuietConfig, ScoringConfig, SpikeConfig, Weights, Windows};
 pub use core::{AccountView, ApplyOutcome, CoreStats, HealthScore, ScoringCore};
 pub use health::{Band, Component, ComponentScore};
+pub use shards::{ShardId, ShardedCore};
 pub use state::{DAY_MS, WindowSums};
 pub use table::health_schema;

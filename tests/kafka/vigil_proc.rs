@@ -1,0 +1,143 @@
+//! `vigil run` as a child process for the checkpoint tests: start, SIGKILL, SIGTERM, the
+//! progress its checkpoints record, and the health table it leaves behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil::checkpoint::{CheckpointStore, PartitionProgress};
+
+/// How to run one `vigil run` process.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    pub data_dir: PathBuf,
+    pub checkpoint_dir: PathBuf,
+    /// `group.instance.id` (static membership: a restarted process takes its place at once).
+    pub instance: Option<String>,
+}
+
+impl RunSpec {
+    pub fn start(&self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.arg("run")
+            .env("VIGIL_DATA_DIR", &self.data_dir)
+            .env("VIGIL_CHECKPOINT__DIR", &self.checkpoint_dir)
+            .env("VIGIL_CHECKPOINT__INTERVAL_MS", "500")
+            .env("VIGIL_CHECKPOINT__MAX_MESSAGES", "100000")
+            .env("VIGIL_CLOCK", "event")
+            .env("VIGIL_PRINT_ALERTS", "false")
+            .env("VIGIL_HISTORY__ENABLED", "false")
+            .env("VIGIL_HTTP__LISTEN", "127.0.0.1:0")
+            .env("VIGIL_SOURCE__BROKERS", &self.bootstrap)
+            .env("VIGIL_SOURCE__TOPICS", format!("[\"{}\"]", self.topic))
+            .env("VIGIL_SOURCE__GROUP_ID", &self.group)
+            .env("VIGIL_SOURCE__DEAD_LETTER_TOPIC", format!("{}.dlq", self.topic))
+            .env("VIGIL_SOURCE__COMMIT_INTERVAL_MS", "200")
+            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__SESSION.TIMEOUT.MS", "6000")
+            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__HEARTBEAT.INTERVAL.MS", "500")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(i) = &self.instance {
+            cmd.env("VIGIL_SOURCE__CONSUMER_PROPERTIES__GROUP.INSTANCE.ID", i);
+        }
+        cmd.spawn().expect("vigil run starts")
+    }
+}
+
+/// Progress summed over every partition's checkpoint in `dir`.
+pub fn progress(dir: &Path) -> PartitionProgress {
+    let Ok(store) = CheckpointStore::open(dir) else {
+        return PartitionProgress::default();
+    };
+    // A checkpoint may be replaced while being read: retry a torn listing.
+    let all = (0..5).find_map(|_| store.load_all().ok()).unwrap_or_default();
+    all.iter().fold(PartitionProgress::default(), |mut sum, c| {
+        let p = c.progress;
+        sum.messages += p.messages;
+        sum.valid += p.valid;
+        sum.applied += p.applied;
+        sum.duplicates += p.duplicates;
+        sum.late += p.late;
+        sum.dead_lettered += p.dead_lettered;
+        sum
+    })
+}
+
+/// Waits until the checkpoints in `dir` account for at least `messages` messages; fails at
+/// once when `child` exits.
+pub fn wait_for_messages(dir: &Path, messages: u64, timeout: Duration, child: &mut Child) -> PartitionProgress {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("vigil run exited early: {status:?}");
+        }
+        let p = progress(dir);
+        if p.messages >= messages {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoints reached {} of {messages} messages in time",
+            p.messages
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGTERM, then the exit status must be success.
+pub fn terminate(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "vigil run exit status {exit:?}");
+}
+
+/// SIGKILL.
+pub fn kill9(mut child: Child) {
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+}
+
+/// The `health` table a stopped `vigil run` left in `data_dir`, as CSV ordered by account.
+pub fn health_csv(data_dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["sql", "--format", "csv", "--data-dir"])
+        .arg(data_dir)
+        .arg("SELECT * FROM health ORDER BY account_id")
+        .output()
+        .expect("vigil sql");
+    assert!(
+        out.status.success(),
+        "vigil sql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Event `i` of the checkpoint tests' stream as a message: every kind with its fields, times
+/// increasing 300 ms per event (about 3.5 days for a million, inside the lateness), keyed by
+/// account; every 997th message is undecodable (dead-letter topic).
+pub fn message(i: usize, accounts: usize) -> (Option<Vec<u8>>, Vec<u8>) {
+    let mut e = crate::common::event(i, accounts);
+    e.ts_ms = 1_780_000_000_000 + i as i64 * 300;
+    let key = Some(e.account_id.clone().into_bytes());
+    if i.is_multiple_of(997) {
+        return (
+            key,
+            format!("{{\"event_id\": \"bad-{i}\", \"account_id\": ").into_bytes(),
+        );
+    }
+    (key, crate::common::message(i, &e))
+}
+
+/// Number of undecodable messages among the first `n`.
+pub fn bad_among(n: usize) -> u64 {
+    (0..n).filter(|i| i.is_multiple_of(997)).count() as u64
+}
