@@ -13,6 +13,7 @@ use vigil_connectors::outbox::{HookAlert, HookDispatcher};
 use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ShardedCore, Tier, alerts_to_batch};
 use vigil_queries::SegmentStore;
 
+use crate::metrics::RunMetrics;
 use crate::pipeline::PipelineSink;
 
 /// The tier hooks route on: `key` for the core's key accounts (tier = key or ARR over the
@@ -98,6 +99,8 @@ pub struct RunOutputs {
     pub scores: Option<Arc<PendingScores>>,
     /// Print alerts as JSON lines on stdout.
     pub print_alerts: bool,
+    /// Counters for `/metrics`.
+    pub metrics: Option<Arc<RunMetrics>>,
 }
 
 impl RunOutputs {
@@ -106,6 +109,11 @@ impl RunOutputs {
             return Ok(());
         }
         self.alerts.append(alerts_to_batch(alerts))?;
+        if let Some(m) = &self.metrics {
+            for a in alerts {
+                m.alert_raised(a.kind.as_str());
+            }
+        }
         if self.print_alerts {
             for a in alerts {
                 println!("{}", serde_json::to_string(a)?);
@@ -156,6 +164,25 @@ impl PipelineSink for RunOutputs {
 
     fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         self.alerts(alerts, core)
+    }
+
+    fn on_checkpoint(&mut self, _written: usize, core: &ShardedCore) -> anyhow::Result<()> {
+        if let Some(m) = &self.metrics {
+            m.checkpoint_written(std::time::Instant::now());
+            m.set_partitions(core.shard_count() as i64);
+        }
+        Ok(())
+    }
+
+    fn on_batch_done(&mut self, outcome: &ApplyOutcome, elapsed: Duration) {
+        if let Some(m) = &self.metrics {
+            m.batch_applied(
+                outcome.applied as u64,
+                outcome.late as u64,
+                outcome.duplicates as u64,
+                elapsed,
+            );
+        }
     }
 }
 

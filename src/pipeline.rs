@@ -92,6 +92,8 @@ pub trait PipelineSink {
     fn on_checkpoint(&mut self, _written: usize, _core: &ShardedCore) -> anyhow::Result<()> {
         Ok(())
     }
+    /// A batch is done (applied and handed on) after `elapsed` in the pipeline.
+    fn on_batch_done(&mut self, _outcome: &ApplyOutcome, _elapsed: Duration) {}
 }
 
 /// Checkpointing of `vigil run`: where, how often, and the source's ownership requests.
@@ -130,6 +132,7 @@ fn lock_err() -> anyhow::Error {
 
 impl<S: PipelineSink> Pipeline<'_, S> {
     fn apply(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+        let started = Instant::now();
         let shard = batch
             .span
             .as_ref()
@@ -145,6 +148,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             self.sink.on_batch(&batch, &outcome, &core)?;
             outcome
         };
+        self.sink.on_batch_done(&outcome, started.elapsed());
         self.stats.batches += 1;
         self.stats.events += outcome.applied as u64;
         self.stats.duplicates += outcome.duplicates as u64;

@@ -19,7 +19,9 @@ use vigil_queries::server::Credentials;
 
 use crate::checkpoint::{CheckpointOwner, CheckpointStore};
 use crate::config::{ClockMode, VigilConfig};
+use crate::http::Health;
 use crate::live::{LiveTables, start_sql_server};
+use crate::metrics::RunMetrics;
 use crate::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
 use crate::pipeline::{self, Clock, PipelineStats, SharedCore};
 
@@ -66,6 +68,37 @@ async fn forward_rule_alerts(
     }
 }
 
+/// Every second: consumer lag and hook delivery counts into the metrics; ready once the
+/// source holds an assignment (its partitions restored) and while it runs.
+async fn observe(
+    source: Arc<vigil_connectors::SourceMetrics>,
+    hooks: Option<Arc<HookDispatcher>>,
+    metrics: Arc<RunMetrics>,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut delivered, mut failed) = (0u64, 0u64);
+    loop {
+        for ((topic, partition), lag) in source.lag() {
+            metrics.set_lag(&topic, partition, lag);
+        }
+        if let Some(d) = &hooks {
+            let stats = d.stats();
+            let now_delivered: u64 = stats.values().map(|s| s.delivered).sum();
+            let now_failed: u64 = stats.values().map(|s| s.parked).sum();
+            metrics.alerts_delivered(now_delivered.saturating_sub(delivered));
+            metrics.alerts_failed(now_failed.saturating_sub(failed));
+            (delivered, failed) = (now_delivered.max(delivered), now_failed.max(failed));
+        }
+        let assigned = vigil_connectors::SourceMetrics::get(&source.rebalances) > 0;
+        health.set_ready(assigned && !*stop.borrow());
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Runs the pipeline until SIGTERM/Ctrl-C.
 pub async fn run(cfg: VigilConfig) -> anyhow::Result<PipelineStats> {
     run_until(cfg, terminated()).await
@@ -78,6 +111,8 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         core.upsert_account(a.clone());
     }
     let core: SharedCore = Arc::new(RwLock::new(core));
+    let metrics = RunMetrics::new();
+    let health = Health::new();
     let live = LiveTables::open(&cfg.data_dir, &cfg.accounts, core.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -145,6 +180,21 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         }
     };
 
+    let http = if cfg.http.listen.trim().is_empty() {
+        None
+    } else {
+        let listen: std::net::SocketAddr = cfg
+            .http
+            .listen
+            .parse()
+            .with_context(|| format!("http.listen `{}`", cfg.http.listen))?;
+        let (addr, task) = crate::http::serve(listen, metrics.clone(), health.clone(), stop_rx.clone())
+            .await
+            .with_context(|| format!("HTTP endpoints on {listen}"))?;
+        tracing::info!(%addr, "HTTP endpoints: /metrics /healthz /readyz");
+        Some(task)
+    };
+
     let mut outputs = RunOutputs {
         events: cfg.history.enabled.then(|| live.events.clone()),
         alerts: live.alerts.clone(),
@@ -152,6 +202,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         hooks: hook_tx,
         scores,
         print_alerts: cfg.print_alerts,
+        metrics: Some(metrics.clone()),
     };
 
     // Partition state is restored from checkpoints on assignment; offsets follow checkpoints.
@@ -164,6 +215,14 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         requests,
     };
     let (source, batches) = kafka::start_owned(cfg.source.clone(), 16, Arc::new(owner))?;
+    metrics.attach_source(source.metrics().clone());
+    tasks.push(tokio::spawn(observe(
+        source.metrics().clone(),
+        dispatcher.clone(),
+        metrics.clone(),
+        health.clone(),
+        stop_rx.clone(),
+    )));
     tracing::info!(topics = ?cfg.source.topics, group = %cfg.source.group_id, checkpoints = %cfg.checkpoint_dir().display(), "vigil run: consuming");
     let clock = match cfg.clock {
         ClockMode::Wall => Clock::Wall,
@@ -180,9 +239,11 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         source.stopper(),
     )
     .await;
-    if result.is_err() {
+    if let Err(e) = &result {
+        health.set_failed(format!("{e:#}"));
         source.stop();
     }
+    health.set_ready(false);
     tokio::task::spawn_blocking(move || source.join()).await??;
     let stats = result?;
 
@@ -200,6 +261,9 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     let _ = stop_tx.send(true);
     if let Some(s) = server {
         let _ = s.await;
+    }
+    if let Some(h) = http {
+        let _ = h.await;
     }
     for t in tasks {
         let _ = t.await;

@@ -1,5 +1,7 @@
 //! Counters a source keeps: messages read, valid, dead-lettered per reason, batches, commits.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vigil_engine::InvalidReason;
@@ -19,6 +21,8 @@ pub struct SourceMetrics {
     pub commit_errors: AtomicU64,
     pub rebalances: AtomicU64,
     pub consume_errors: AtomicU64,
+    /// Consumer lag per assigned (topic, partition), from librdkafka's statistics.
+    pub lag: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 impl SourceMetrics {
@@ -37,6 +41,11 @@ impl SourceMetrics {
     /// All invalid messages, every reason.
     pub fn invalid_total(&self) -> u64 {
         self.invalid.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The latest consumer lag per (topic, partition).
+    pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
+        self.lag.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// A counter's current value.

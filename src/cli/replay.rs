@@ -230,6 +230,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
             scores: None,
             // Printed by the sink, around the progress bar.
             print_alerts: false,
+            metrics: None,
         },
         print_alerts: s.print_alerts,
         progress: progress.clone(),

@@ -183,6 +183,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             hooks: None,
             scores: None,
             print_alerts: false,
+            metrics: None,
         },
         view: alerts.clone(),
         start_ms,

@@ -52,11 +52,15 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
     )
     .expect("write config");
     let data = tempfile::tempdir().expect("data dir");
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["run", "--config"])
         .arg(config.path())
         .env("VIGIL_DATA_DIR", data.path())
-        .env("VIGIL_HTTP__LISTEN", "127.0.0.1:0")
+        .env("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
         .env("VIGIL_SCORING__LATENESS_DAYS", "30")
         .env("VIGIL_SOURCE__BROKERS", &b.bootstrap)
         .env("VIGIL_SOURCE__TOPICS", format!("[\"{topic}\"]"))
@@ -78,6 +82,30 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Offsets are committed only after a checkpoint covers them; the endpoints say so.
+    let metrics = http_get(http_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for series in [
+        format!("vigil_events_in_total {N}"),
+        format!("vigil_events_valid_total {N}"),
+        format!("vigil_events_applied_total {N}"),
+        "vigil_events_duplicate_total 0".to_string(),
+        "vigil_events_dead_lettered_total{reason=\"not_json\"} 0".to_string(),
+        "vigil_partitions_assigned 2".to_string(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "missing `{series}` in:\n{metrics}"
+        );
+    }
+    let written = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_checkpoints_written_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("checkpoints counter");
+    assert!(written >= 1, "a checkpoint preceded the commit");
+    assert!(http_get(http_port, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(http_port, "/healthz").starts_with("HTTP/1.1 200"));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -97,4 +125,15 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .collect();
     assert_eq!(quiet.len(), 1, "one quiet alert for the silent key account: {alerts:?}");
     assert_eq!(b.committed(&group, &topic, 2).values().sum::<i64>(), N as i64);
+}
+
+/// A plain HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
 }

@@ -188,7 +188,9 @@ impl KafkaSourceConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("socket.timeout.ms", "10000");
+            .set("socket.timeout.ms", "10000")
+            // Statistics carry the consumer lag per partition (the `/metrics` gauge).
+            .set("statistics.interval.ms", "5000");
         for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);
         }

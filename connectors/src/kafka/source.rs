@@ -2,7 +2,7 @@
 //! messages into event RecordBatches, dead-letters invalid ones, and commits offsets only
 //! after downstream acknowledges (at-least-once).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -123,7 +123,22 @@ fn commit_offsets<C: ConsumerContext>(
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka reports -1 when unknown and lists a partition -1 (internal).
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+        if let Ok(mut m) = self.metrics.lag.lock() {
+            *m = lag;
+        }
+    }
+}
 
 impl SourceContext {
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
