@@ -96,7 +96,15 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn start_broker() -> Result<KafkaBroker, String> {
+/// A formatted broker directory and the command line to run it.
+struct BrokerFiles {
+    dir: PathBuf,
+    port: u16,
+    java_opts: Vec<String>,
+    props_path: PathBuf,
+}
+
+fn prepare_broker() -> Result<BrokerFiles, String> {
     let libs = ensure_jars()?;
     let port = free_port()?;
     let ctrl = free_port()?;
@@ -151,6 +159,21 @@ fn start_broker() -> Result<KafkaBroker, String> {
             String::from_utf8_lossy(&format.stderr)
         ));
     }
+    Ok(BrokerFiles {
+        dir,
+        port,
+        java_opts: java_opts.to_vec(),
+        props_path,
+    })
+}
+
+fn start_broker() -> Result<KafkaBroker, String> {
+    let BrokerFiles {
+        dir,
+        port,
+        java_opts,
+        props_path,
+    } = prepare_broker()?;
     let log_path = dir.join("broker.log");
     // The watchdog: runs the broker, waits for its stdin (held by this process) to close,
     // then stops the broker with SIGTERM and removes its files.
@@ -203,6 +226,108 @@ rm -rf "$dir""#;
             return Err(format!("broker did not start (exited: {exited}); log tail:\n{tail}"));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `log` says the broker started, or fails after two minutes or when `exited()`.
+fn wait_started(log_path: &Path, mut exited: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if log.contains("Kafka Server started") {
+            return Ok(());
+        }
+        let exited = exited();
+        if exited || Instant::now() > deadline {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "broker did not start (exited: {exited}); log tail:\n{}",
+                tail.join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A broker of one test alone, which the test may stop and start again (same ports, same
+/// data): for tests of riding through a broker outage. Killed and removed on drop.
+#[derive(Debug)]
+pub struct RestartableBroker {
+    /// `bootstrap.servers` for clients.
+    pub bootstrap: String,
+    files_dir: PathBuf,
+    java_opts: Vec<String>,
+    props_path: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl RestartableBroker {
+    /// Formats and starts a new broker.
+    pub fn start_new() -> Result<RestartableBroker, String> {
+        let f = prepare_broker()?;
+        let mut b = RestartableBroker {
+            bootstrap: format!("127.0.0.1:{}", f.port),
+            files_dir: f.dir,
+            java_opts: f.java_opts,
+            props_path: f.props_path,
+            child: None,
+            starts: 0,
+        };
+        b.start()?;
+        Ok(b)
+    }
+
+    /// Starts the broker (after [`RestartableBroker::stop`]).
+    pub fn start(&mut self) -> Result<(), String> {
+        self.starts += 1;
+        let log_path = self.files_dir.join(format!("broker-{}.log", self.starts));
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut child = Command::new("java")
+            .args(&self.java_opts)
+            .arg("kafka.Kafka")
+            .arg(&self.props_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("spawning the broker: {e}"))?;
+        let started = wait_started(&log_path, || matches!(child.try_wait(), Ok(Some(_))));
+        self.child = Some(child);
+        started
+    }
+
+    /// Stops the broker (SIGTERM, waits for it to exit).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !matches!(child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Client helpers (topics, producing, offsets) against this broker.
+    pub fn client(&self) -> KafkaBroker {
+        KafkaBroker {
+            bootstrap: self.bootstrap.clone(),
+            watchdog: Mutex::new(None),
+        }
+    }
+}
+
+impl Drop for RestartableBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.files_dir);
     }
 }
 

@@ -3,4 +3,4 @@
 
 pub mod kafka;
 
-pub use kafka::{KafkaBroker, broker, payload_text, unique_name};
+pub use kafka::{KafkaBroker, RestartableBroker, broker, payload_text, unique_name};
