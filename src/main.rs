@@ -63,6 +63,9 @@ enum Command {
     /// through the pipeline in event time; history goes to the data directory, alerts to
     /// stdout (unless `--quiet`), progress to stderr, a summary line to stdout at the end.
     Replay(vigil::cli::replay::ReplayArgs),
+    /// Produce the demo's generated traffic (hundreds of accounts, key accounts, churners, one
+    /// key account going quiet) to a Kafka topic, e.g. for `vigil run` in Docker Compose.
+    Generate(vigil::cli::generate::GenerateArgs),
     /// Check a JSON Lines file against the event contract v1: counts valid events and invalid
     /// lines per reason; `--rejects` writes the invalid lines, unchanged, to a file.
     Validate {
@@ -119,6 +122,10 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_sql(args)),
         Command::Query(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_query(args)),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_serve(args)),
+        Command::Generate(args) => {
+            vigil::cli::generate::run(args)?;
+            Ok(())
+        }
         Command::Replay(args) => {
             tokio::runtime::Runtime::new()?.block_on(vigil::cli::replay::run(args))?;
             Ok(())

@@ -67,3 +67,54 @@ fn vigil_is_built_here_and_configured_by_env_that_run_accepts() {
     assert_eq!(cfg.source.topics, vec!["interactions".to_string()]);
     assert_eq!(cfg.source.dead_letter_topic, "interactions.dlq");
 }
+
+#[test]
+fn endpoints_are_published_and_the_generator_feeds_vigil() {
+    let c = compose();
+    let vigil = &c["services"]["vigil"];
+    let ports: Vec<&str> = vigil["ports"]
+        .as_sequence()
+        .expect("vigil ports")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(ports.contains(&"9464:9464"), "metrics published: {ports:?}");
+    assert!(ports.contains(&"5433:5433"), "SQL published: {ports:?}");
+    assert_eq!(env_of(vigil, "VIGIL_HTTP__LISTEN"), "0.0.0.0:9464");
+    assert_eq!(env_of(vigil, "VIGIL_SQL__LISTEN"), "0.0.0.0:5433");
+    let cmd: Vec<&str> = vigil["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(cmd, ["run", "--config", "/shared/accounts.toml"]);
+
+    // The generator runs the `vigil generate` subcommand against the inner listener and writes
+    // the accounts file vigil reads.
+    let generator = &c["services"]["generator"];
+    assert_eq!(generator["build"].as_str(), Some("."));
+    assert_eq!(env_of(generator, "VIGIL_SOURCE__BROKERS"), "broker:19092");
+    let args: Vec<&str> = generator["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(args[0], "generate");
+    let out = args
+        .iter()
+        .position(|a| *a == "--accounts-out")
+        .map(|i| args[i + 1])
+        .expect("--accounts-out");
+    assert_eq!(out, cmd[2], "vigil reads what the generator writes");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["generate", "--help"])
+        .output()
+        .expect("vigil generate --help");
+    assert!(out.status.success(), "the generator's subcommand exists");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--topic", "--accounts", "--replay-secs", "--accounts-out", "--brokers"] {
+        assert!(help.contains(flag), "{flag} documented");
+    }
+}

@@ -2,4 +2,5 @@
 
 pub mod alerts;
 pub mod analyst;
+pub mod generate;
 pub mod replay;

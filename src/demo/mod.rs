@@ -97,37 +97,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     // Event time runs `speed` times faster than wall time until it reaches now.
     let sim_now = Arc::new(AtomicI64::new(start_ms));
     let stop = Arc::new(AtomicBool::new(false));
-    let speed = (HISTORY_DAYS * DAY_MS) as f64 / (opts.replay_secs * 1000.0);
     let producer = MessageProducer::new(broker.bootstrap(), TOPIC)?;
     let gen_stop = stop.clone();
     let gen_clock = sim_now.clone();
-    let generator = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
-        let t0 = Instant::now();
-        let (mut next, mut next_bad) = (0usize, 0usize);
-        let end_ms = start_ms + HISTORY_DAYS * DAY_MS;
-        while !gen_stop.load(Ordering::Relaxed) {
-            let elapsed = t0.elapsed().as_millis() as f64;
-            let now = (start_ms as f64 + elapsed * speed) as i64;
-            let now = if now >= end_ms {
-                end_ms + (elapsed - opts.replay_secs * 1000.0) as i64
-            } else {
-                now
-            };
-            while next < data.events.len() && data.events[next].ts_ms <= now {
-                let e = &data.events[next];
-                producer.send(e.account_id.as_bytes(), e.to_json().as_bytes())?;
-                next += 1;
-            }
-            while next_bad < data.invalid.len() && data.invalid[next_bad].0 <= now {
-                let (_, key, body) = &data.invalid[next_bad];
-                producer.send(key.as_bytes(), body)?;
-                next_bad += 1;
-            }
-            gen_clock.store(now, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        producer.flush(Duration::from_secs(10))?;
-        Ok((next as u64, next_bad as u64))
+    let replay_secs = opts.replay_secs;
+    let accounts = data.accounts.clone();
+    let generator = std::thread::spawn(move || {
+        produce_world(&producer, &data, start_ms, replay_secs, false, &gen_stop, &gen_clock)
     });
 
     let alerts: Arc<RwLock<Vec<Alert>>> = Arc::default();
@@ -149,7 +125,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     // History and the live `health` table for SQL, in a fresh data directory.
     let data_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let live = crate::live::LiveTables::open(&data_dir, &data.accounts, core.clone())?;
+    let live = crate::live::LiveTables::open(&data_dir, &accounts, core.clone())?;
     let (sql_stop_tx, sql_stop) = tokio::sync::watch::channel(false);
     let creds = vigil_queries::server::Credentials {
         user: "vigil".into(),
@@ -231,6 +207,51 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         summary.alerts.iter().filter(|a| a.kind == AlertKind::Quiet).count()
     );
     Ok(summary)
+}
+
+/// Produces the generated world's events (and its invalid messages) in event-time order,
+/// `HISTORY_DAYS` of history in `replay_secs` of wall time, then on at wall-clock pace, until
+/// `stop` (or, with `until_done`, once everything is sent); `clock` follows the simulated time.
+/// Returns (events, invalid messages) produced.
+pub fn produce_world(
+    producer: &MessageProducer,
+    data: &generator::DemoData,
+    start_ms: i64,
+    replay_secs: f64,
+    until_done: bool,
+    stop: &AtomicBool,
+    clock: &AtomicI64,
+) -> anyhow::Result<(u64, u64)> {
+    let speed = (HISTORY_DAYS * DAY_MS) as f64 / (replay_secs * 1000.0);
+    let t0 = Instant::now();
+    let (mut next, mut next_bad) = (0usize, 0usize);
+    let end_ms = start_ms + HISTORY_DAYS * DAY_MS;
+    while !stop.load(Ordering::Relaxed) {
+        let elapsed = t0.elapsed().as_millis() as f64;
+        let now = (start_ms as f64 + elapsed * speed) as i64;
+        let now = if now >= end_ms {
+            end_ms + (elapsed - replay_secs * 1000.0) as i64
+        } else {
+            now
+        };
+        while next < data.events.len() && data.events[next].ts_ms <= now {
+            let e = &data.events[next];
+            producer.send(e.account_id.as_bytes(), e.to_json().as_bytes())?;
+            next += 1;
+        }
+        while next_bad < data.invalid.len() && data.invalid[next_bad].0 <= now {
+            let (_, key, body) = &data.invalid[next_bad];
+            producer.send(key.as_bytes(), body)?;
+            next_bad += 1;
+        }
+        clock.store(now, Ordering::Relaxed);
+        if until_done && next == data.events.len() && next_bad == data.invalid.len() && now >= end_ms {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    producer.flush(Duration::from_secs(10))?;
+    Ok((next as u64, next_bad as u64))
 }
 
 /// The demo's pipeline outputs: history and alerts for SQL, alerts to the live view.
