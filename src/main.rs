@@ -44,7 +44,14 @@ enum Command {
     /// Configuration comes from the TOML file and `VIGIL_*` environment variables, which
     /// override any key: `__` separates levels, e.g. `VIGIL_SOURCE__BROKERS=host:9092`,
     /// `VIGIL_SOURCE__GROUP_ID=vigil`, `VIGIL_SOURCE__PROPERTIES__SECURITY.PROTOCOL=SASL_SSL`,
-    /// `VIGIL_SCORING__QUIET__K=3`, `VIGIL_TICK_MS=100`.
+    /// `VIGIL_SCORING__QUIET__K=3`, `VIGIL_TICK_MS=100`, `VIGIL_CLOCK=event`,
+    /// `VIGIL_CHECKPOINT__DIR=/shared/ckpt`, `VIGIL_CHECKPOINT__INTERVAL_MS=10000`,
+    /// `VIGIL_HTTP__LISTEN=0.0.0.0:9464`, `VIGIL_SQL__PASSWORD=...`, `VIGIL_DATA_DIR=/var/lib/vigil`.
+    ///
+    /// Per-partition checkpoints (state + next offset) are written every interval and on
+    /// SIGTERM; offsets are committed only after a checkpoint; an assigned partition is restored
+    /// from its checkpoint. SIGTERM: stop consuming, finish in-flight batches, checkpoint,
+    /// commit, exit 0.
     Run {
         /// vigil.toml (optional when everything comes from `VIGIL_*` variables).
         #[arg(long, env = "VIGIL_CONFIG")]
