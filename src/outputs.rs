@@ -114,16 +114,21 @@ impl RunOutputs {
                 m.alert_raised(a.kind.as_str());
             }
         }
+        if !self.print_alerts && self.hooks.is_none() {
+            return Ok(());
+        }
+        // One JSON shape for every alert on stdout and to the hooks: rule alerts (printed by
+        // `run.rs`) use it too.
+        let hook_alerts: Vec<HookAlert> = alerts
+            .iter()
+            .map(|a| HookAlert::from_engine(a, tier_of(core, &a.account_id)))
+            .collect();
         if self.print_alerts {
-            for a in alerts {
+            for a in &hook_alerts {
                 println!("{}", serde_json::to_string(a)?);
             }
         }
         if let Some(tx) = &self.hooks {
-            let hook_alerts = alerts
-                .iter()
-                .map(|a| HookAlert::from_engine(a, tier_of(core, &a.account_id)))
-                .collect();
             tx.send(hook_alerts)
                 .map_err(|_| anyhow::anyhow!("the hooks' outbox writer has stopped"))?;
         }

@@ -53,8 +53,10 @@ async fn forward_rule_alerts(
     core: SharedCore,
     hooks: Option<mpsc::UnboundedSender<Vec<HookAlert>>>,
     print: bool,
+    metrics: Arc<RunMetrics>,
 ) {
     while let Some(alert) = rx.recv().await {
+        metrics.alert_raised("rule");
         let tier = core.read().map(|c| tier_of(&c, &alert.account_id)).unwrap_or_default();
         let hook = HookAlert::from_rule(&alert, tier);
         if print && let Ok(line) = serde_json::to_string(&hook) {
@@ -144,6 +146,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
             core.clone(),
             hook_tx.clone(),
             cfg.print_alerts,
+            metrics.clone(),
         )));
         let ctx = live.analyst.context().clone();
         let stop = stop_rx.clone();

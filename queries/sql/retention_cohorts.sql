@@ -11,32 +11,7 @@
 -- @param start_event:kind signup Kind of the start event, or any for an account's first event
 -- @param return_event:kind any Kind of the return event, or any for any kind except cancellation
 -- @param as_of:date latest End of observation, exclusive (latest = just after the last event)
-WITH ev AS (
-    SELECT account_id, CAST(ts AS TIMESTAMP) AS ts, CAST(kind AS VARCHAR) AS kind FROM events
-),
-bounds AS (
-    SELECT COALESCE({{as_of}}, max(ts) + INTERVAL '1 millisecond') AS as_of FROM ev
-),
-obs AS (
-    SELECT e.account_id, e.kind, e.ts, CAST(CASE {{granularity}}
-        WHEN 'day' THEN floor(date_part('epoch', e.ts) / 86400)
-        WHEN 'week' THEN floor((floor(date_part('epoch', e.ts) / 86400) + 3) / 7)
-        ELSE date_part('year', e.ts) * 12 + date_part('month', e.ts) - 1 END AS BIGINT) AS p
-    FROM ev e CROSS JOIN bounds b
-    WHERE e.ts < b.as_of
-),
-now_p AS (
-    SELECT CAST(CASE {{granularity}}
-        WHEN 'day' THEN floor(date_part('epoch', as_of) / 86400)
-        WHEN 'week' THEN floor((floor(date_part('epoch', as_of) / 86400) + 3) / 7)
-        ELSE date_part('year', as_of) * 12 + date_part('month', as_of) - 1 END AS BIGINT) AS p
-    FROM bounds
-),
-starts AS (
-    SELECT account_id, min(p) AS start_p, min(ts) AS start_ts FROM obs
-    WHERE {{start_event}} = 'any' OR kind = {{start_event}}
-    GROUP BY account_id
-),
+{{> retention_periods}}
 returns AS (
     SELECT DISTINCT o.account_id, o.p - s.start_p AS n
     FROM obs o JOIN starts s ON o.account_id = s.account_id

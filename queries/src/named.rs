@@ -174,6 +174,8 @@ impl NamedQuery {
             query: name.to_string(),
             detail,
         };
+        let expanded = expand_partials(text).map_err(bad)?;
+        let text = expanded.as_str();
         if !is_word(name) {
             return Err(bad("a query name is letters, digits and _".into()));
         }
@@ -306,6 +308,36 @@ fn placeholders(text: &str) -> Vec<String> {
     out
 }
 
+/// SQL fragments several named queries share, included by a line `{{> NAME}}`
+/// (`queries/sql/partials/NAME.sql`).
+pub const PARTIALS: &[(&str, &str)] = &[(
+    "retention_periods",
+    include_str!("../sql/partials/retention_periods.sql"),
+)];
+
+/// `text` with every `{{> NAME}}` line replaced by that partial (without its comments).
+fn expand_partials(text: &str) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.trim().strip_prefix("{{>").and_then(|l| l.strip_suffix("}}")) {
+            Some(name) => {
+                let name = name.trim();
+                let (_, partial) = PARTIALS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| format!("unknown partial {{{{> {name}}}}}"))?;
+                out.push_str(&strip_comments(partial));
+                out.push('\n');
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The SQL without `--` comment lines (the header documents; it is not sent).
 fn strip_comments(text: &str) -> String {
     text.lines()
@@ -412,6 +444,15 @@ mod tests {
         let e = ParamType::parse("enum(key|standard)").unwrap();
         assert_eq!(e.literal("key").unwrap(), "'key'");
         assert!(e.literal("gold").is_err());
+    }
+
+    #[test]
+    fn partials_expand_and_unknown_ones_are_refused() {
+        let q = find("retention_nday").expect("builtin");
+        let sql = q.render(&[]).expect("renders");
+        assert!(sql.contains("WITH ev AS (") && sql.contains("starts AS ("), "{sql}");
+        assert!(!sql.contains("{{"), "{sql}");
+        assert!(NamedQuery::parse("q", "-- d\n{{> nope}}\nSELECT 1").is_err());
     }
 
     #[test]
