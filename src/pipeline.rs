@@ -361,6 +361,9 @@ pub async fn run(
             }
         }
     }
+    // The source has stopped: requests it makes while closing (revocation) are not answered;
+    // dropping the receiver lets them return at once.
+    drop(requests);
     // A last clock advance: what is due by now (e.g. a quiet deadline passed while the final
     // batches drained) is raised before the pipeline reports done; then the final checkpoint.
     p.stats.alerts += p.tick()?;

@@ -184,8 +184,12 @@ impl SourceContext {
                 "revocation timed out waiting for acks; unacknowledged batches are abandoned"
             );
         }
+        // Asynchronous: a synchronous commit here can wait for a coordinator that is gone (the
+        // assignment is lost when the broker is unreachable) while the group cannot rejoin
+        // until this callback returns. Offsets are only progress reports where an owner keeps
+        // checkpoints, and the next owner re-reads anything not committed.
         let offsets = self.tracker.take_committable_of(&parts);
-        commit_offsets(consumer, offsets, CommitMode::Sync, &self.metrics);
+        commit_offsets(consumer, offsets, CommitMode::Async, &self.metrics);
         self.tracker.revoke(&parts);
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
