@@ -106,13 +106,7 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
     assert!(written >= 1, "a checkpoint preceded the commit");
     assert!(http_get(http_port, "/readyz").starts_with("HTTP/1.1 200"));
     assert!(http_get(http_port, "/healthz").starts_with("HTTP/1.1 200"));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("wait");
-    assert!(exit.success(), "exit status {exit:?}");
+    crate::vigil_proc::terminate(child);
     let alerts: Vec<serde_json::Value> = lines
         .join()
         .expect("stdout reader")

@@ -128,6 +128,11 @@ impl ShardedCore {
         Ok(outcome)
     }
 
+    /// True when no shard holds the account (it is known only from the dimension, if at all).
+    fn in_no_shard(&self, account_id: &str) -> bool {
+        !self.shards.values().any(|c| c.contains(account_id))
+    }
+
     /// The core holding an account: its shard, else the dimension-only core.
     fn holder(&self, account_id: &str) -> Option<&ScoringCore> {
         self.shards
@@ -159,11 +164,7 @@ impl ShardedCore {
     /// Accounts held over all shards (plus dimension-only accounts).
     pub fn len(&self) -> usize {
         let in_shards: usize = self.shards.values().map(ScoringCore::len).sum();
-        let dims_only = self
-            .dims
-            .keys()
-            .filter(|id| !self.shards.values().any(|c| c.contains(id)))
-            .count();
+        let dims_only = self.dims.keys().filter(|id| self.in_no_shard(id)).count();
         in_shards + dims_only
     }
 
@@ -176,10 +177,7 @@ impl ShardedCore {
     pub fn health_batch(&self) -> RecordBatch {
         let mut parts: Vec<RecordBatch> = self.shards.values().map(ScoringCore::health_batch).collect();
         if !self.dims.is_empty() {
-            parts.push(
-                self.dims_core
-                    .health_batch_where(|id| !self.shards.values().any(|c| c.contains(id))),
-            );
+            parts.push(self.dims_core.health_batch_where(|id| self.in_no_shard(id)));
         }
         let schema = super::table::health_schema();
         arrow::compute::concat_batches(&schema, &parts).expect("health batches share one schema")
