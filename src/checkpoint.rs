@@ -187,12 +187,20 @@ impl PartitionOwner for CheckpointOwner {
 
     fn revoked(&self, partitions: &[ShardId], timeout: Duration) {
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
-        if self.tx.send(OwnerRequest::Revoked(partitions.to_vec(), reply)).is_ok() && rx.recv_timeout(timeout).is_err()
-        {
-            tracing::warn!(
+        if self.tx.send(OwnerRequest::Revoked(partitions.to_vec(), reply)).is_err() {
+            return;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(()) => {}
+            // The pipeline has finished (it checkpoints everything it holds when it stops).
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                tracing::debug!(partitions = partitions.len(), "revocation after the pipeline stopped");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
                 partitions = partitions.len(),
+                ?timeout,
                 "revocation: checkpoint not confirmed in time"
-            );
+            ),
         }
     }
 }

@@ -121,6 +121,9 @@ struct Pipeline<'a, S: PipelineSink> {
     held: Vec<Ack>,
     /// Partitions changed since their last checkpoint.
     changed: BTreeSet<ShardId>,
+    /// Partitions revoked while stopping: still in the core for the final report, never
+    /// checkpointed again (their new owner may already be writing their checkpoints).
+    released: BTreeSet<ShardId>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
     store: Option<CheckpointStore>,
@@ -193,7 +196,8 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     /// (the source commits offsets only up to checkpointed batches).
     fn checkpoint(&mut self) -> anyhow::Result<()> {
         let Some(store) = &self.store else { return Ok(()) };
-        let changed = std::mem::take(&mut self.changed);
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.retain(|id| !self.released.contains(id));
         let snapshots: Vec<Checkpoint> = {
             let core = self.core.read().map_err(|_| lock_err())?;
             changed
@@ -235,6 +239,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         };
         let mut starts = Vec::with_capacity(parts.len());
         for id in parts {
+            self.released.remove(id);
             let restored = match store.load(id)? {
                 Some(c) => {
                     let core = ScoringCore::restore(&c.state)
@@ -263,9 +268,25 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     }
 
     /// Checkpoints everything (revoked partitions must be durable before their new owner
-    /// restores them) and drops the revoked partitions.
-    fn revoked(&mut self, parts: &[ShardId]) -> anyhow::Result<()> {
+    /// restores them), the revoked partitions whether or not a batch changed them since their
+    /// last checkpoint (clock ticks change state too), and drops the revoked partitions unless
+    /// `keep`: a revocation while stopping leaves them in the core, so what the process
+    /// reports last (the health table, SQL until exit) is still the state of every partition
+    /// it held.
+    fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
+        {
+            let core = self.core.read().map_err(|_| lock_err())?;
+            for id in parts {
+                if core.shard(id).is_some() {
+                    self.changed.insert(id.clone());
+                }
+            }
+        }
         self.checkpoint()?;
+        if keep {
+            self.released.extend(parts.iter().cloned());
+            return Ok(());
+        }
         let mut core = self.core.write().map_err(|_| lock_err())?;
         for id in parts {
             core.remove_shard(id);
@@ -307,6 +328,7 @@ pub async fn run(
         progress: BTreeMap::new(),
         held: Vec::new(),
         changed: BTreeSet::new(),
+        released: BTreeSet::new(),
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
         store,
@@ -338,7 +360,7 @@ pub async fn run(
                         while let Ok(b) = batches.try_recv() {
                             p.apply(b)?;
                         }
-                        p.revoked(&parts)?;
+                        p.revoked(&parts, stop_source.is_none())?;
                         let _ = reply.send(());
                     }
                 }
@@ -369,4 +391,173 @@ pub async fn run(
     p.stats.alerts += p.tick()?;
     p.checkpoint()?;
     Ok(p.stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use vigil_connectors::kafka::BatchSpan;
+    use vigil_engine::scoring::ScoringConfig;
+    use vigil_engine::{DecodeLimits, Event, EventBatchBuilder, EventKind, SourceMeta};
+
+    use super::*;
+
+    struct NoSink;
+    impl PipelineSink for NoSink {
+        fn on_batch(&mut self, _: &SourceBatch, _: &ApplyOutcome, _: &ShardedCore) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn on_tick(&mut self, _: &[Alert], _: &ShardedCore) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn shard(p: i32) -> ShardId {
+        (Arc::from("events"), p)
+    }
+
+    /// Three activity events of `acct-<p>` on partition `p`, offsets 0..3.
+    fn batch_of(p: i32) -> SourceBatch {
+        let mut b = EventBatchBuilder::with_capacity(3);
+        for i in 0..3 {
+            let e = Event::new(
+                format!("e-{p}-{i}"),
+                format!("acct-{p}"),
+                1_780_000_000_000 + i * 60_000,
+                EventKind::Activity,
+            );
+            let meta = SourceMeta {
+                topic: Some("events"),
+                partition: Some(p),
+                offset: Some(i),
+                timestamp_ms: None,
+            };
+            b.decode_append(
+                e.to_json().as_bytes(),
+                &meta,
+                &DecodeLimits::default(),
+                1_780_000_000_000,
+            )
+            .expect("valid event");
+        }
+        SourceBatch {
+            batch: b.finish(),
+            ack: Ack::none(),
+            span: Some(BatchSpan {
+                partition: shard(p),
+                first_offset: 0,
+                next_offset: 3,
+                messages: 3,
+                dead_lettered: 0,
+            }),
+        }
+    }
+
+    /// Runs the pipeline over partitions 0 and 1 (assigned, one batch each), then revokes
+    /// partition 0 either in the middle of the run or as the source stops; returns the core at
+    /// the end and the store.
+    async fn revoke_run(while_stopping: bool) -> (SharedCore, CheckpointStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(dir.path()).expect("store");
+        let core: SharedCore = Arc::new(RwLock::new(ShardedCore::new(ScoringConfig::default()).expect("core")));
+        let (req_tx, requests) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(16);
+        let (assigned, assigned_rx) = sync_channel(1);
+        req_tx
+            .send(OwnerRequest::Assigned(vec![shard(0), shard(1)], assigned))
+            .expect("send");
+        let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+        // The source's side: wait for the assignment, send a batch per partition, then revoke
+        // partition 0 (now or when told to stop), and close only once the revocation is
+        // confirmed, so the pipeline must answer it while still running.
+        let new_owner = store.clone();
+        let source = std::thread::spawn(move || {
+            assert_eq!(assigned_rx.recv().expect("assigned"), Ok(vec![None, None]));
+            tx.blocking_send(batch_of(0)).expect("batch");
+            tx.blocking_send(batch_of(1)).expect("batch");
+            if while_stopping {
+                go_rx.blocking_recv().expect("stop");
+            }
+            let (revoked, revoked_rx) = sync_channel(1);
+            req_tx
+                .send(OwnerRequest::Revoked(vec![shard(0)], revoked))
+                .expect("send");
+            revoked_rx.recv().expect("revocation confirmed");
+            // The partition's new owner moves on and checkpoints it.
+            let mut c = new_owner.load(&shard(0)).expect("load").expect("revocation checkpoint");
+            c.progress.messages = 1_000;
+            new_owner.save(&c).expect("save");
+            drop(tx);
+        });
+        let shutdown = async {
+            if while_stopping {
+                // Stop once both batches are in the core.
+                while core.read().expect("lock").len() < 2 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let checkpoints = Checkpointing {
+            store: store.clone(),
+            interval: Duration::from_secs(3600),
+            max_messages: u64::MAX,
+            requests,
+        };
+        let stats = run(
+            rx,
+            core.clone(),
+            Clock::Event,
+            Duration::from_millis(10),
+            &mut NoSink,
+            Some(checkpoints),
+            shutdown,
+            move || {
+                let _ = go.send(());
+            },
+        )
+        .await
+        .expect("run");
+        source.join().expect("source thread");
+        assert_eq!(stats.events, 6);
+        (core, store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_revoked_partition_is_checkpointed_and_dropped() {
+        let (core, store, _dir) = revoke_run(false).await;
+        let core = core.read().expect("lock");
+        assert!(core.shard(&shard(0)).is_none(), "partition 0 was given up");
+        assert!(core.shard(&shard(1)).is_some());
+        let c = store
+            .load(&shard(0))
+            .expect("load")
+            .expect("checkpoint of the revoked partition");
+        assert_eq!(
+            c.progress.messages, 1_000,
+            "written before the revocation was confirmed"
+        );
+        assert_eq!(c.progress.next_offset, Some(3));
+        assert_eq!(c.progress.applied, 3);
+        assert_eq!(ScoringCore::restore(&c.state).expect("restore").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_revocation_while_stopping_keeps_the_partition_for_the_final_report() {
+        let (core, store, _dir) = revoke_run(true).await;
+        let core = core.read().expect("lock");
+        assert!(
+            core.shard(&shard(0)).is_some(),
+            "the health table still covers partition 0"
+        );
+        assert_eq!(core.len(), 2);
+        let c = store.load(&shard(0)).expect("load").expect("checkpoint");
+        assert_eq!(
+            c.progress.messages, 1_000,
+            "the new owner's checkpoint is not overwritten"
+        );
+        assert!(store.load(&shard(1)).expect("load").is_some(), "the final checkpoint");
+    }
 }
