@@ -38,6 +38,7 @@ use super::dedup::{DedupWindow, dedup_key};
 use super::hash::event_id_hash;
 use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
 use super::intern::Interner;
+use super::mem;
 use super::state::{AccountState, DAY_MS, Ev, Masks, ValueField, WindowSums, day_of, value_field};
 use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
@@ -192,9 +193,23 @@ pub struct ScoringCore {
     seen: Vec<u32>,
 }
 
-/// Rows per chunk of `apply_batch`'s touch-then-update pass: the states of a chunk (up to 7 lines
-/// each) stay in L2 and in the TLB between the two loops.
-const TOUCH_CHUNK: usize = 256;
+/// How many rows ahead `apply_batch`'s update pass prefetches a state.
+const PREFETCH_AHEAD: usize = 16;
+/// Cache lines of an account's state.
+const STATE_LINES: usize = std::mem::size_of::<AccountState>() / 64;
+
+/// Pushes a new account's state. When the vector is full it moves to an allocation twice the
+/// size, backed by huge pages where the host allows (advised before the pages are first
+/// written; a `realloc` could move huge pages to an address where they must be split).
+fn push_account(accounts: &mut Vec<AccountState>, st: AccountState) {
+    if accounts.len() == accounts.capacity() {
+        let mut v = Vec::with_capacity((accounts.capacity() * 2).max(64));
+        mem::huge_pages(v.spare_capacity_mut());
+        v.append(accounts);
+        *accounts = v;
+    }
+    accounts.push(st);
+}
 
 /// Sets `last` on each row that is the last non-duplicate row of its account in `rows`.
 fn mark_last_rows(rows: &mut [Prep], seen: &mut Vec<u32>) {
@@ -424,7 +439,7 @@ impl ScoringCore {
         let h = self.interner.hash(account_id);
         let (i, new) = self.interner.intern(h, account_id, &mut self.st.ids);
         if new {
-            self.st.accounts.push(AccountState::with_id(account_id));
+            push_account(&mut self.st.accounts, AccountState::with_id(account_id));
         }
         (i, new)
     }
@@ -457,7 +472,8 @@ impl ScoringCore {
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
         rows.reserve(batch.num_rows());
-        // Pass 1: lateness and hashes; reads the batch sequentially.
+        // Pass 1: lateness and hashes, reading the batch sequentially; prefetches each row's
+        // interner slot.
         for (row, &ts) in ts_values.iter().enumerate() {
             if ts < watermark {
                 out.late += 1;
@@ -468,23 +484,31 @@ impl ScoringCore {
                 now = ts;
                 watermark = now.saturating_sub(lateness);
             }
+            let acct_hash = self.interner.hash(cols.account_id.value(row));
+            self.interner.prefetch(acct_hash);
             rows.push(Prep {
                 row: row as u32,
                 idx: 0,
                 dup: false,
                 last: false,
                 now_at: now,
-                acct_hash: self.interner.hash(cols.account_id.value(row)),
+                acct_hash,
                 id_hash: event_id_hash(cols.event_id.value(row)),
             });
         }
         if now != i64::MIN {
             self.st.max_ts_ms = self.st.max_ts_ms.max(now);
         }
-        // Pass 2: account indices, in two passes of independent lookups: a candidate index per
-        // row from the table, then the check of the candidate's id (interning when it differs).
+        // Pass 2: account indices. First a candidate index per row from the interner's table
+        // (its slots were prefetched in pass 1), prefetching the candidate's first state line;
+        // then the check of the candidate's id in that line (interning when it differs), with a
+        // prefetch of the row's de-duplication slot.
+        let n_accounts = self.st.accounts.len();
         for p in rows.iter_mut() {
             p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
+            if (p.idx as usize) < n_accounts {
+                mem::prefetch(&self.st.accounts[p.idx as usize], 1);
+            }
         }
         for p in rows.iter_mut() {
             let id = cols.account_id.value(p.row as usize);
@@ -492,30 +516,22 @@ impl ScoringCore {
                 st.inline_id_is(id)
                     .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
             });
-            if same {
-                continue;
+            if !same {
+                let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
+                if new {
+                    push_account(&mut self.st.accounts, AccountState::with_id(id));
+                    out.new_accounts += 1;
+                }
+                p.idx = i;
             }
-            let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
-            if new {
-                self.st.accounts.push(AccountState::with_id(id));
-                out.new_accounts += 1;
-            }
-            p.idx = i;
+            let day = day_of(ts_values[p.row as usize]);
+            self.st.dedup.prefetch(day, dedup_key(p.idx, p.id_hash));
         }
-        // Pass 3: de-duplication, in chunks: a read of each row's slot (independent loads), then
-        // the inserts.
-        for chunk in rows.chunks_mut(TOUCH_CHUNK) {
-            let mut sink = 0u64;
-            for p in chunk.iter() {
-                let day = day_of(ts_values[p.row as usize]);
-                sink ^= self.st.dedup.touch(day, dedup_key(p.idx, p.id_hash));
-            }
-            std::hint::black_box(sink);
-            for p in chunk.iter_mut() {
-                let day = day_of(ts_values[p.row as usize]);
-                p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
-                out.duplicates += p.dup as usize;
-            }
+        // Pass 3: de-duplication (the slots are in cache).
+        for p in rows.iter_mut() {
+            let day = day_of(ts_values[p.row as usize]);
+            p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
+            out.duplicates += p.dup as usize;
         }
         // Pass 4: mark each account's last non-duplicate row of the batch (a batch-local table of
         // the account indices, in cache; the states are not read).
@@ -523,50 +539,52 @@ impl ScoringCore {
         if inline_eval {
             mark_last_rows(&mut rows, &mut self.seen);
         }
-        // Pass 5, in chunks: a read of the chunk's states (independent loads whose misses
-        // overlap; a chunk's states fit in the caches and the TLB), then the state updates. With
-        // `alerts_on_apply`, an account is evaluated right after its last event of the batch, at
-        // the batch's final `now` (while its state is in cache).
+        // Pass 5: the state updates, software-pipelined: the state of the row `PREFETCH_AHEAD`
+        // rows ahead is prefetched (all its lines; its spilled entries half as far ahead, once
+        // the line holding their pointer has arrived). With `alerts_on_apply`, an account is
+        // evaluated right after its last event of the batch, at the batch's final `now` (while
+        // its state is in cache).
         let (masks, long) = (self.masks, self.st.config.windows.long as i32);
         let quiet = self.st.config.quiet;
         let batch_now = now;
-        for chunk in rows.chunks(TOUCH_CHUNK) {
-            let mut sink = 0i64;
-            for p in chunk.iter().filter(|p| !p.dup) {
-                sink ^= touch(&self.st.accounts[p.idx as usize]);
+        rows.retain(|p| !p.dup);
+        for i in 0..rows.len() {
+            if let Some(q) = rows.get(i + PREFETCH_AHEAD) {
+                mem::prefetch(&self.st.accounts[q.idx as usize], STATE_LINES);
             }
-            std::hint::black_box(sink);
-            for p in chunk.iter().filter(|p| !p.dup) {
-                let row = p.row as usize;
-                let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
-                let value = match value_field(kind) {
-                    ValueField::None => None,
-                    ValueField::Amount => opt(cols.amount, row),
-                    ValueField::Cost => opt(cols.cost, row),
-                    ValueField::Score => opt(cols.score, row),
-                };
-                let ev = Ev {
-                    ts_ms: ts_values[row],
-                    kind,
-                    value,
-                    id_hash: p.id_hash,
-                };
-                let st = &mut self.st.accounts[p.idx as usize];
-                let horizon_day = day_of(p.now_at).saturating_sub(long - 1);
-                if st.needs_eviction(horizon_day) {
-                    st.maintain(day_of(p.now_at.saturating_sub(lateness)), horizon_day, masks, &quiet);
+            if let Some(q) = rows.get(i + PREFETCH_AHEAD / 2) {
+                self.st.accounts[q.idx as usize].entries.prefetch();
+            }
+            let p = rows[i];
+            let row = p.row as usize;
+            let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
+            let value = match value_field(kind) {
+                ValueField::None => None,
+                ValueField::Amount => opt(cols.amount, row),
+                ValueField::Cost => opt(cols.cost, row),
+                ValueField::Score => opt(cols.score, row),
+            };
+            let ev = Ev {
+                ts_ms: ts_values[row],
+                kind,
+                value,
+                id_hash: p.id_hash,
+            };
+            let st = &mut self.st.accounts[p.idx as usize];
+            let horizon_day = day_of(p.now_at).saturating_sub(long - 1);
+            if st.needs_eviction(horizon_day) {
+                st.maintain(day_of(p.now_at.saturating_sub(lateness)), horizon_day, masks, &quiet);
+            }
+            st.apply(&ev, masks);
+            out.applied += 1;
+            if inline_eval {
+                if p.last {
+                    st.dirty = false;
+                    self.evaluate_account(p.idx, batch_now, &mut out.alerts);
                 }
-                st.apply(&ev, masks);
-                out.applied += 1;
-                if inline_eval {
-                    if p.last {
-                        st.dirty = false;
-                        self.evaluate_account(p.idx, batch_now, &mut out.alerts);
-                    }
-                } else if !st.dirty {
-                    st.dirty = true;
-                    self.st.dirty.push(p.idx);
-                }
+            } else if !st.dirty {
+                st.dirty = true;
+                self.st.dirty.push(p.idx);
             }
         }
         self.scratch = rows;
@@ -1073,6 +1091,11 @@ impl ScoringCore {
         };
         let interner = Interner::from_ids(&st.ids);
         let mut st = st;
+        // Into an allocation backed by huge pages (see `push_account`).
+        let mut accounts = Vec::with_capacity(st.accounts.len());
+        mem::huge_pages(accounts.spare_capacity_mut());
+        accounts.append(&mut st.accounts);
+        st.accounts = accounts;
         for (a, id) in st.accounts.iter_mut().zip(&st.ids) {
             a.set_id(id);
         }

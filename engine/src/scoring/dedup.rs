@@ -24,6 +24,16 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::mem;
+
+/// `n` empty slots, backed by huge pages where the host allows (the pages are faulted in as the
+/// table fills).
+fn zeroed_slots(n: usize) -> Vec<u128> {
+    let v = vec![0u128; n];
+    mem::huge_pages(&v);
+    v
+}
+
 /// A set of non-zero-hashed `u128` keys: open addressing, linear probing, power-of-two size.
 #[derive(Debug, Clone, Default)]
 pub struct KeyTable {
@@ -37,7 +47,7 @@ impl KeyTable {
     pub fn with_capacity(n: usize) -> Self {
         let mut t = KeyTable::default();
         if n > 0 {
-            t.slots = vec![0; Self::slots_for(n)];
+            t.slots = zeroed_slots(Self::slots_for(n));
         }
         t
     }
@@ -95,6 +105,14 @@ impl KeyTable {
         }
     }
 
+    /// Starts loading the slot of `key` into the cache (see [`mem::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, key: u128) {
+        if !self.slots.is_empty() {
+            mem::prefetch(&self.slots[self.slot(key)], 1);
+        }
+    }
+
     /// Inserts `key`; true when it was not held.
     #[inline]
     pub fn insert(&mut self, key: u128) -> bool {
@@ -125,7 +143,7 @@ impl KeyTable {
 
     fn grow(&mut self) {
         let n = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![0; n]);
+        let old = std::mem::replace(&mut self.slots, zeroed_slots(n));
         let mask = n - 1;
         for key in old.into_iter().filter(|&k| k != 0) {
             let mut i = self.slot(key);
@@ -250,6 +268,19 @@ impl DedupWindow {
                 .rev()
                 .find(|(d, _)| *d == day)
                 .map_or(0, |(_, s)| s.touch(key)),
+        }
+    }
+
+    /// Starts loading the slot `key` would take on `day` (see [`KeyTable::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, day: i32, key: u128) {
+        match self.days.last() {
+            Some((d, s)) if *d == day => s.prefetch(key),
+            _ => {
+                if let Some((_, s)) = self.days.iter().rev().find(|(d, _)| *d == day) {
+                    s.prefetch(key)
+                }
+            }
         }
     }
 

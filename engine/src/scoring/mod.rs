@@ -22,6 +22,7 @@ pub mod dedup;
 pub mod hash;
 pub mod health;
 pub mod intern;
+mod mem;
 pub mod shards;
 pub mod state;
 pub mod table;

@@ -208,6 +208,16 @@ impl Entries {
         }
     }
 
+    /// Prefetches the spilled entries (the first and last line of them); nothing when inline
+    /// (they are part of the state's lines).
+    #[inline]
+    pub fn prefetch(&self) {
+        if self.spilled && !self.heap.is_empty() {
+            super::mem::prefetch(&self.heap[0], 1);
+            super::mem::prefetch(&self.heap[self.heap.len() - 1], 1);
+        }
+    }
+
     /// Heap bytes (spilled entries).
     pub fn heap_bytes(&self) -> usize {
         self.heap.capacity() * std::mem::size_of::<DayEntry>()
