@@ -127,6 +127,27 @@ struct Pipeline<'a, S: PipelineSink> {
     since_checkpoint: u64,
     last_checkpoint: Instant,
     store: Option<CheckpointStore>,
+    /// The checkpoint being written, if any.
+    writing: Option<CheckpointWrite>,
+    writes: u64,
+    written: mpsc::UnboundedSender<u64>,
+}
+
+/// Tells the pipeline a checkpoint write is over, also when it failed or panicked.
+struct SendOnDrop(mpsc::UnboundedSender<u64>, u64);
+
+impl Drop for SendOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+/// A checkpoint write in flight and the acknowledgements it releases when durable.
+struct CheckpointWrite {
+    /// Sent on the pipeline's `written` channel when the write is done.
+    seq: u64,
+    task: tokio::task::JoinHandle<anyhow::Result<usize>>,
+    acks: Vec<Ack>,
 }
 
 fn lock_err() -> anyhow::Error {
@@ -192,42 +213,90 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         Ok(alerts.len() as u64)
     }
 
-    /// Writes a checkpoint of every changed partition, then releases the held acknowledgements
-    /// (the source commits offsets only up to checkpointed batches).
-    fn checkpoint(&mut self) -> anyhow::Result<()> {
+    /// Starts a checkpoint of every changed partition: their state is copied under the lock
+    /// (a memory copy), then encoded and written on a blocking thread while batches keep
+    /// flowing. The acknowledgements held so far are released when the write completes (the
+    /// source commits offsets only up to checkpointed batches). At most one write is in
+    /// flight; callers wait for it first (see [`Pipeline::checkpoint_now`]) or skip.
+    fn begin_checkpoint(&mut self) -> anyhow::Result<()> {
         let Some(store) = &self.store else { return Ok(()) };
+        debug_assert!(self.writing.is_none(), "one checkpoint write at a time");
         let mut changed = std::mem::take(&mut self.changed);
         changed.retain(|id| !self.released.contains(id));
-        let snapshots: Vec<Checkpoint> = {
+        let copies: Vec<(ShardId, PartitionProgress, ScoringCore)> = {
             let core = self.core.read().map_err(|_| lock_err())?;
             changed
                 .iter()
                 .filter_map(|id| {
                     let shard = core.shard(id)?;
-                    Some(Checkpoint {
-                        version: CHECKPOINT_VERSION,
-                        topic: id.0.to_string(),
-                        partition: id.1,
-                        written_at_ms: wall_ms(),
-                        progress: self.progress.get(id).copied().unwrap_or_default(),
-                        state: shard.snapshot(),
-                    })
+                    Some((
+                        id.clone(),
+                        self.progress.get(id).copied().unwrap_or_default(),
+                        shard.clone(),
+                    ))
                 })
                 .collect()
         };
-        for c in &snapshots {
-            store.save(c)?;
-        }
-        for ack in self.held.drain(..) {
-            ack.ack();
-        }
+        let acks = std::mem::take(&mut self.held);
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
-        if !snapshots.is_empty() {
+        let store = store.clone();
+        self.writes += 1;
+        let seq = self.writes;
+        let written = self.written.clone();
+        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let _done = SendOnDrop(written, seq);
+            for (id, progress, shard) in &copies {
+                store.save(&Checkpoint {
+                    version: CHECKPOINT_VERSION,
+                    topic: id.0.to_string(),
+                    partition: id.1,
+                    written_at_ms: wall_ms(),
+                    progress: *progress,
+                    state: shard.snapshot(),
+                })?;
+            }
+            Ok(copies.len())
+        });
+        self.writing = Some(CheckpointWrite { seq, task, acks });
+        Ok(())
+    }
+
+    /// Completes the checkpoint write in flight (if any): releases its acknowledgements.
+    async fn finish_checkpoint(&mut self) -> anyhow::Result<()> {
+        let Some(w) = self.writing.as_mut() else { return Ok(()) };
+        let result = (&mut w.task).await;
+        let w = self.writing.take().expect("a write in flight");
+        let written = result.map_err(|e| anyhow::anyhow!("checkpoint writer: {e}"))??;
+        for ack in w.acks {
+            ack.ack();
+        }
+        if written > 0 {
             self.stats.checkpoints += 1;
             let core = self.core.read().map_err(|_| lock_err())?;
-            self.sink.on_checkpoint(snapshots.len(), &core)?;
-            tracing::debug!(partitions = snapshots.len(), "checkpoint written");
+            self.sink.on_checkpoint(written, &core)?;
+            tracing::debug!(partitions = written, "checkpoint written");
+        }
+        Ok(())
+    }
+
+    /// Checkpoints every changed partition and returns once it is durable.
+    async fn checkpoint_now(&mut self) -> anyhow::Result<()> {
+        self.finish_checkpoint().await?;
+        self.begin_checkpoint()?;
+        self.finish_checkpoint().await
+    }
+
+    /// Starts a checkpoint when one is due (every `interval` or `max_messages`) and none is
+    /// being written.
+    fn checkpoint_if_due(&mut self, interval: Duration, max_messages: u64) -> anyhow::Result<()> {
+        if self.store.is_none() || self.writing.is_some() {
+            return Ok(());
+        }
+        let due = self.since_checkpoint >= max_messages
+            || ((self.since_checkpoint > 0 || !self.changed.is_empty()) && self.last_checkpoint.elapsed() >= interval);
+        if due {
+            self.begin_checkpoint()?;
         }
         Ok(())
     }
@@ -273,7 +342,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     /// `keep`: a revocation while stopping leaves them in the core, so what the process
     /// reports last (the health table, SQL until exit) is still the state of every partition
     /// it held.
-    fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
+    async fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
         {
             let core = self.core.read().map_err(|_| lock_err())?;
             for id in parts {
@@ -282,7 +351,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
                 }
             }
         }
-        self.checkpoint()?;
+        self.checkpoint_now().await?;
         if keep {
             self.released.extend(parts.iter().cloned());
             return Ok(());
@@ -319,6 +388,7 @@ pub async fn run(
         Some(c) => (Some(c.store), c.interval, c.max_messages.max(1), Some(c.requests)),
         None => (None, Duration::MAX, u64::MAX, None),
     };
+    let (written_tx, mut written_rx) = mpsc::unbounded_channel();
     let mut p = Pipeline {
         core,
         clock,
@@ -332,6 +402,9 @@ pub async fn run(
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
         store,
+        writing: None,
+        writes: 0,
+        written: written_tx,
     };
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -360,7 +433,7 @@ pub async fn run(
                         while let Ok(b) = batches.try_recv() {
                             p.apply(b)?;
                         }
-                        p.revoked(&parts, stop_source.is_none())?;
+                        p.revoked(&parts, stop_source.is_none()).await?;
                         let _ = reply.send(());
                     }
                 }
@@ -368,17 +441,16 @@ pub async fn run(
             next = batches.recv() => {
                 let Some(batch) = next else { break };
                 p.apply(batch)?;
-                if p.since_checkpoint >= max_messages {
-                    p.checkpoint()?;
-                }
+                p.checkpoint_if_due(interval, max_messages)?;
             }
             _ = ticker.tick() => {
                 p.stats.alerts += p.tick()?;
-                if p.store.is_some()
-                    && (p.since_checkpoint > 0 || !p.changed.is_empty())
-                    && p.last_checkpoint.elapsed() >= interval
-                {
-                    p.checkpoint()?;
+                p.checkpoint_if_due(interval, max_messages)?;
+            }
+            Some(seq) = written_rx.recv() => {
+                if p.writing.as_ref().is_some_and(|w| w.seq == seq) {
+                    p.finish_checkpoint().await?;
+                    p.checkpoint_if_due(interval, max_messages)?;
                 }
             }
         }
@@ -389,7 +461,7 @@ pub async fn run(
     // A last clock advance: what is due by now (e.g. a quiet deadline passed while the final
     // batches drained) is raised before the pipeline reports done; then the final checkpoint.
     p.stats.alerts += p.tick()?;
-    p.checkpoint()?;
+    p.checkpoint_now().await?;
     Ok(p.stats)
 }
 

@@ -79,23 +79,42 @@ pub fn wait_for_messages(dir: &Path, messages: u64, timeout: Duration, child: &m
         if p.messages >= messages {
             return p;
         }
-        assert!(
-            Instant::now() < deadline,
-            "checkpoints reached {} of {messages} messages in time",
-            p.messages
-        );
+        if Instant::now() >= deadline {
+            // Never leave a running process behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "checkpoints reached {} of {messages} messages in time: {p:?}",
+                p.messages
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// SIGTERM, then the exit status must be success.
+/// How long a SIGTERMed `vigil run` may take to checkpoint and exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// SIGTERM, then the exit status must be success within [`STOP_TIMEOUT`] (else SIGKILL and
+/// fail).
 pub fn terminate(mut child: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let exit = child.wait().expect("wait");
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vigil run did not stop within {STOP_TIMEOUT:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(exit.success(), "vigil run exit status {exit:?}");
 }
 
