@@ -32,12 +32,12 @@ use tokio::sync::oneshot;
 use vigil::checkpoint::{CheckpointOwner, CheckpointStore};
 use vigil::config::CheckpointConfig;
 use vigil::pipeline::{self, Checkpointing, Clock, PipelineSink, PipelineStats, SharedCore};
+use vigil::sample::contract_event;
 use vigil_connectors::SourceMetrics;
 use vigil_connectors::kafka::config::DEFAULT_MAX_LINGER_MS;
 use vigil_connectors::kafka::{self, KafkaSourceConfig, SourceBatch};
 use vigil_engine::schema::KAFKA_TIMESTAMP;
 use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ShardedCore};
-use vigil_engine::{Event, EventKind};
 use vigil_testkit::{KafkaBroker, broker, unique_name};
 
 const PARTITIONS: i32 = 4;
@@ -81,36 +81,6 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Event `i` over `accounts` accounts at `ts_ms`: every kind and optional field in turn (as
-/// `tests/kafka/common.rs`).
-fn event(i: usize, accounts: usize, ts_ms: i64) -> Event {
-    let kind = EventKind::ALL[i % EventKind::COUNT];
-    let mut e = Event::new(
-        format!("ev-{i:09}"),
-        format!("acct-{:07}", (i * 7919) % accounts),
-        ts_ms,
-        kind,
-    );
-    match kind {
-        EventKind::Purchase | EventKind::Renewal | EventKind::Downgrade | EventKind::Referral => {
-            e.amount = Some((i % 1000) as f64 + 0.25);
-        }
-        EventKind::Signup | EventKind::Complaint | EventKind::TicketClosed => e.cost = Some((i % 50) as f64 * 1.5),
-        EventKind::Survey => e.score = Some((i % 11) as f64),
-        _ => {}
-    }
-    if i.is_multiple_of(3) {
-        e.category = Some(format!("cat-{}", i % 5));
-    }
-    if i.is_multiple_of(4) {
-        e.user_id = Some(format!("u{}", i % 97));
-    }
-    if i.is_multiple_of(10) {
-        e.attrs = Some(format!(r#"{{"n":{i}}}"#));
-    }
-    e
-}
-
 fn producer(b: &KafkaBroker, linger_ms: &str) -> ThreadedProducer<DefaultProducerContext> {
     b.client_config()
         .set("compression.type", "lz4")
@@ -152,7 +122,7 @@ fn fill_topic(b: &KafkaBroker, topic: &str, n: usize, accounts: usize, ts0: i64,
     let p = producer(b, "5");
     let mut bytes = 0;
     for i in 0..n {
-        let e = event(i, accounts, ts0 + i as i64 * step_ms);
+        let e = contract_event(i, accounts, ts0 + i as i64 * step_ms);
         let v = e.to_json();
         bytes += v.len() as u64;
         send(&p, topic, e.account_id.as_bytes(), v.as_bytes(), None);
@@ -450,7 +420,7 @@ fn scheduled_producer(b: &KafkaBroker, topic: &str, rate: usize, seconds: usize,
         }
         for j in 0..per_ms {
             let i = t as usize * per_ms + j;
-            let e = event(i, accounts, intended);
+            let e = contract_event(i, accounts, intended);
             let v = e.to_json();
             send(&p, topic, e.account_id.as_bytes(), v.as_bytes(), Some(intended));
             sent += 1;

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod run;
+pub mod sample;

@@ -5,36 +5,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vigil_connectors::kafka::{KafkaSourceConfig, SourceBatch};
-use vigil_engine::{Event, EventKind, RowMeta, events_from_batch};
+use vigil_engine::{Event, RowMeta, events_from_batch};
 
-/// Event `i` of a generated stream over `accounts` accounts: every kind, every optional field
-/// in turn, both `ts` forms.
+/// Event `i` of a generated stream over `accounts` accounts, one second apart: every kind and
+/// optional field in turn ([`vigil::sample::contract_event`]).
 pub fn event(i: usize, accounts: usize) -> Event {
-    let kind = EventKind::ALL[i % EventKind::COUNT];
-    let mut e = Event::new(
-        format!("ev-{i:08}"),
-        format!("acct-{:05}", (i * 7919) % accounts),
-        1_780_000_000_000 + (i as i64) * 1_000,
-        kind,
-    );
-    match kind {
-        EventKind::Purchase | EventKind::Renewal | EventKind::Downgrade | EventKind::Referral => {
-            e.amount = Some((i % 1000) as f64 + 0.25);
-        }
-        EventKind::Signup | EventKind::Complaint | EventKind::TicketClosed => e.cost = Some((i % 50) as f64 * 1.5),
-        EventKind::Survey => e.score = Some((i % 11) as f64),
-        _ => {}
-    }
-    if i.is_multiple_of(3) {
-        e.category = Some(format!("cat-{}", i % 5));
-    }
-    if i.is_multiple_of(4) {
-        e.user_id = Some(format!("u{}", i % 97));
-    }
-    if i.is_multiple_of(10) {
-        e.attrs = Some(format!(r#"{{"n":{i}}}"#));
-    }
-    e
+    vigil::sample::contract_event(i, accounts, 1_780_000_000_000 + (i as i64) * 1_000)
 }
 
 /// The message of an event: JSON, with `ts` as RFC 3339 (with an offset) for odd `i`.
