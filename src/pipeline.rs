@@ -246,17 +246,19 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         let written = self.written.clone();
         let task = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
             let _done = SendOnDrop(written, seq);
-            for (id, progress, shard) in &copies {
+            let n = copies.len();
+            // One partition at a time: each copy is freed once written.
+            for (id, progress, shard) in copies {
                 store.save(&Checkpoint {
                     version: CHECKPOINT_VERSION,
                     topic: id.0.to_string(),
                     partition: id.1,
                     written_at_ms: wall_ms(),
-                    progress: *progress,
+                    progress,
                     state: shard.snapshot(),
                 })?;
             }
-            Ok(copies.len())
+            Ok(n)
         });
         self.writing = Some(CheckpointWrite { seq, task, acks });
         Ok(())
