@@ -261,13 +261,17 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
     let wall0 = Instant::now();
     let (mut apply_s, mut advance_s, mut events) = (0.0, 0.0, 0u64);
     let mut alerts = 0usize;
-    for (b, t_batch) in &measured {
+    let slow_us: Option<u64> = std::env::var("VIGIL_BENCH_SLOW_US").ok().and_then(|v| v.parse().ok());
+    for (i, (b, t_batch)) in measured.iter().enumerate() {
         let t0 = Instant::now();
         let out = core.apply_batch(b).expect("valid");
         let t1 = Instant::now();
         alerts += out.alerts.len() + core.advance_clock(*t_batch).len();
         let t2 = Instant::now();
         let (a, v) = ((t1 - t0).as_nanos() as u64, (t2 - t1).as_nanos() as u64);
+        if slow_us.is_some_and(|s| a / 1000 >= s) {
+            eprintln!("[{dist:?}] batch {i}: apply_batch {} us", a / 1000);
+        }
         apply_hist.record(a.max(1)).expect("in range");
         total_hist.record((a + v).max(1)).expect("in range");
         apply_s += (t1 - t0).as_secs_f64();

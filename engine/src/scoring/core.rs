@@ -193,8 +193,11 @@ pub struct ScoringCore {
     seen: Vec<u32>,
 }
 
+/// How many rows apart the stages of `apply_batch`'s lookup pass run (the de-duplication insert
+/// runs twice as far behind its prefetch).
+const LOOKUP_AHEAD: usize = 8;
 /// How many rows ahead `apply_batch`'s update pass prefetches a state.
-const PREFETCH_AHEAD: usize = 16;
+const PREFETCH_AHEAD: usize = 8;
 /// Cache lines of an account's state.
 const STATE_LINES: usize = std::mem::size_of::<AccountState>() / 64;
 
@@ -472,8 +475,7 @@ impl ScoringCore {
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
         rows.reserve(batch.num_rows());
-        // Pass 1: lateness and hashes, reading the batch sequentially; prefetches each row's
-        // interner slot.
+        // Pass 1: lateness and hashes, reading the batch sequentially.
         for (row, &ts) in ts_values.iter().enumerate() {
             if ts < watermark {
                 out.late += 1;
@@ -484,54 +486,58 @@ impl ScoringCore {
                 now = ts;
                 watermark = now.saturating_sub(lateness);
             }
-            let acct_hash = self.interner.hash(cols.account_id.value(row));
-            self.interner.prefetch(acct_hash);
             rows.push(Prep {
                 row: row as u32,
                 idx: 0,
                 dup: false,
                 last: false,
                 now_at: now,
-                acct_hash,
+                acct_hash: self.interner.hash(cols.account_id.value(row)),
                 id_hash: event_id_hash(cols.event_id.value(row)),
             });
         }
         if now != i64::MIN {
             self.st.max_ts_ms = self.st.max_ts_ms.max(now);
         }
-        // Pass 2: account indices. First a candidate index per row from the interner's table
-        // (its slots were prefetched in pass 1), prefetching the candidate's first state line;
-        // then the check of the candidate's id in that line (interning when it differs), with a
-        // prefetch of the row's de-duplication slot.
-        let n_accounts = self.st.accounts.len();
-        for p in rows.iter_mut() {
-            p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
-            if (p.idx as usize) < n_accounts {
-                mem::prefetch(&self.st.accounts[p.idx as usize], 1);
+        // Pass 2: account indices and de-duplication, software-pipelined over the rows (the
+        // loads of a stage were prefetched `LOOKUP_AHEAD` rows earlier by the stage before):
+        // (a) prefetch the row's interner slot; (b) read the candidate index from it and
+        // prefetch the candidate's first state line; (c) check the candidate's id in that line
+        // (interning when it differs) and prefetch the row's de-duplication slot; (d), two
+        // steps later, insert the de-duplication key. Stages (c) and (d) run in row order, as a plain loop would.
+        let n = rows.len();
+        for i in 0..n + 4 * LOOKUP_AHEAD {
+            if let Some(p) = rows.get(i) {
+                self.interner.prefetch(p.acct_hash);
             }
-        }
-        for p in rows.iter_mut() {
-            let id = cols.account_id.value(p.row as usize);
-            let same = self.st.accounts.get(p.idx as usize).is_some_and(|st| {
-                st.inline_id_is(id)
-                    .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
-            });
-            if !same {
-                let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
-                if new {
-                    push_account(&mut self.st.accounts, AccountState::with_id(id));
-                    out.new_accounts += 1;
+            if let Some(p) = i.checked_sub(LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
+                p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
+                if let Some(st) = self.st.accounts.get(p.idx as usize) {
+                    mem::prefetch(st, 1);
                 }
-                p.idx = i;
             }
-            let day = day_of(ts_values[p.row as usize]);
-            self.st.dedup.prefetch(day, dedup_key(p.idx, p.id_hash));
-        }
-        // Pass 3: de-duplication (the slots are in cache).
-        for p in rows.iter_mut() {
-            let day = day_of(ts_values[p.row as usize]);
-            p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
-            out.duplicates += p.dup as usize;
+            if let Some(p) = i.checked_sub(2 * LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
+                let id = cols.account_id.value(p.row as usize);
+                let same = self.st.accounts.get(p.idx as usize).is_some_and(|st| {
+                    st.inline_id_is(id)
+                        .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
+                });
+                if !same {
+                    let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
+                    if new {
+                        push_account(&mut self.st.accounts, AccountState::with_id(id));
+                        out.new_accounts += 1;
+                    }
+                    p.idx = i;
+                }
+                let day = day_of(ts_values[p.row as usize]);
+                self.st.dedup.prefetch(day, dedup_key(p.idx, p.id_hash));
+            }
+            if let Some(p) = i.checked_sub(4 * LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
+                let day = day_of(ts_values[p.row as usize]);
+                p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
+                out.duplicates += p.dup as usize;
+            }
         }
         // Pass 4: mark each account's last non-duplicate row of the batch (a batch-local table of
         // the account indices, in cache; the states are not read).
