@@ -2,7 +2,7 @@
 //! with the engine clock advanced on a tick so quiet accounts are detected without any event
 //! arriving, and, in `vigil run`, per-partition checkpoints that the source's offsets follow.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -117,8 +117,9 @@ struct Pipeline<'a, S: PipelineSink> {
     /// Partitions that received a batch since the last tick.
     busy: BTreeSet<ShardId>,
     progress: BTreeMap<ShardId, PartitionProgress>,
-    /// With checkpoints: acknowledgements held until a checkpoint covers their batches.
-    held: Vec<Ack>,
+    /// With checkpoints: acknowledgements held until a checkpoint covers their batches, by
+    /// partition.
+    held: BTreeMap<ShardId, Vec<Ack>>,
     /// Partitions changed since their last checkpoint.
     changed: BTreeSet<ShardId>,
     /// Partitions revoked while stopping: still in the core for the final report, never
@@ -127,8 +128,10 @@ struct Pipeline<'a, S: PipelineSink> {
     since_checkpoint: u64,
     last_checkpoint: Instant,
     store: Option<CheckpointStore>,
-    /// The checkpoint being written, if any.
+    /// The partition checkpoint being written, if any, and the rest of its round.
     writing: Option<CheckpointWrite>,
+    round: VecDeque<ShardId>,
+    round_written: usize,
     writes: u64,
     written: mpsc::UnboundedSender<u64>,
 }
@@ -142,11 +145,11 @@ impl Drop for SendOnDrop {
     }
 }
 
-/// A checkpoint write in flight and the acknowledgements it releases when durable.
+/// A partition's checkpoint write in flight and the acknowledgements it releases when durable.
 struct CheckpointWrite {
     /// Sent on the pipeline's `written` channel when the write is done.
     seq: u64,
-    task: tokio::task::JoinHandle<anyhow::Result<usize>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
     acks: Vec<Ack>,
 }
 
@@ -194,7 +197,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         p.late += outcome.late as u64;
         self.busy.insert(shard.clone());
         if self.store.is_some() {
-            self.held.push(batch.ack);
+            self.held.entry(shard.clone()).or_default().push(batch.ack);
             self.changed.insert(shard);
             self.since_checkpoint += messages;
         } else {
@@ -213,42 +216,42 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         Ok(alerts.len() as u64)
     }
 
-    /// Starts a checkpoint of every changed partition: their state is copied under the lock
-    /// (a memory copy), then encoded and written on a blocking thread while batches keep
-    /// flowing. The acknowledgements held so far are released when the write completes (the
-    /// source commits offsets only up to checkpointed batches). At most one write is in
-    /// flight; callers wait for it first (see [`Pipeline::checkpoint_now`]) or skip.
+    /// Starts a checkpoint round over every changed partition. Partitions are written one at a
+    /// time: each one's core is copied under the lock when its turn comes (a memory copy of one
+    /// partition, not of all), then encoded and written on a blocking thread while batches keep
+    /// flowing; its held acknowledgements are released when its write completes (the source
+    /// commits offsets only up to checkpointed batches). Callers wait for the round in flight
+    /// first (see [`Pipeline::checkpoint_now`]) or skip.
     fn begin_checkpoint(&mut self) -> anyhow::Result<()> {
-        let Some(store) = &self.store else { return Ok(()) };
-        debug_assert!(self.writing.is_none(), "one checkpoint write at a time");
-        let mut changed = std::mem::take(&mut self.changed);
-        changed.retain(|id| !self.released.contains(id));
-        let copies: Vec<(ShardId, PartitionProgress, ScoringCore)> = {
-            let core = self.core.read().map_err(|_| lock_err())?;
-            changed
-                .iter()
-                .filter_map(|id| {
-                    let shard = core.shard(id)?;
-                    Some((
-                        id.clone(),
-                        self.progress.get(id).copied().unwrap_or_default(),
-                        shard.clone(),
-                    ))
-                })
-                .collect()
-        };
-        let acks = std::mem::take(&mut self.held);
+        if self.store.is_none() {
+            return Ok(());
+        }
+        debug_assert!(self.writing.is_none(), "one checkpoint round at a time");
+        let changed = std::mem::take(&mut self.changed);
+        self.round = changed.into_iter().filter(|id| !self.released.contains(id)).collect();
+        self.round_written = 0;
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
-        let store = store.clone();
-        self.writes += 1;
-        let seq = self.writes;
-        let written = self.written.clone();
-        let task = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let _done = SendOnDrop(written, seq);
-            let n = copies.len();
-            // One partition at a time: each copy is freed once written.
-            for (id, progress, shard) in copies {
+        self.write_next()
+    }
+
+    /// Starts the write of the round's next partition, or ends the round.
+    fn write_next(&mut self) -> anyhow::Result<()> {
+        let Some(store) = &self.store else { return Ok(()) };
+        while let Some(id) = self.round.pop_front() {
+            let copy = {
+                let core = self.core.read().map_err(|_| lock_err())?;
+                core.shard(&id).cloned()
+            };
+            let Some(shard) = copy else { continue };
+            let progress = self.progress.get(&id).copied().unwrap_or_default();
+            let acks = self.held.remove(&id).unwrap_or_default();
+            let store = store.clone();
+            self.writes += 1;
+            let seq = self.writes;
+            let written = self.written.clone();
+            let task = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let _done = SendOnDrop(written, seq);
                 store.save(&Checkpoint {
                     version: CHECKPOINT_VERSION,
                     topic: id.0.to_string(),
@@ -256,37 +259,45 @@ impl<S: PipelineSink> Pipeline<'_, S> {
                     written_at_ms: wall_ms(),
                     progress,
                     state: shard.snapshot(),
-                })?;
-            }
-            Ok(n)
-        });
-        self.writing = Some(CheckpointWrite { seq, task, acks });
+                })
+            });
+            self.writing = Some(CheckpointWrite { seq, task, acks });
+            return Ok(());
+        }
+        if self.round_written > 0 {
+            self.stats.checkpoints += 1;
+            let core = self.core.read().map_err(|_| lock_err())?;
+            self.sink.on_checkpoint(self.round_written, &core)?;
+            tracing::debug!(partitions = self.round_written, "checkpoint written");
+            self.round_written = 0;
+        }
         Ok(())
     }
 
-    /// Completes the checkpoint write in flight (if any): releases its acknowledgements.
+    /// Completes the partition write in flight (if any): releases its acknowledgements, then
+    /// starts the round's next write.
     async fn finish_checkpoint(&mut self) -> anyhow::Result<()> {
         let Some(w) = self.writing.as_mut() else { return Ok(()) };
         let result = (&mut w.task).await;
         let w = self.writing.take().expect("a write in flight");
-        let written = result.map_err(|e| anyhow::anyhow!("checkpoint writer: {e}"))??;
+        result.map_err(|e| anyhow::anyhow!("checkpoint writer: {e}"))??;
         for ack in w.acks {
             ack.ack();
         }
-        if written > 0 {
-            self.stats.checkpoints += 1;
-            let core = self.core.read().map_err(|_| lock_err())?;
-            self.sink.on_checkpoint(written, &core)?;
-            tracing::debug!(partitions = written, "checkpoint written");
-        }
-        Ok(())
+        self.round_written += 1;
+        self.write_next()
     }
 
     /// Checkpoints every changed partition and returns once it is durable.
     async fn checkpoint_now(&mut self) -> anyhow::Result<()> {
-        self.finish_checkpoint().await?;
+        while self.writing.is_some() {
+            self.finish_checkpoint().await?;
+        }
         self.begin_checkpoint()?;
-        self.finish_checkpoint().await
+        while self.writing.is_some() {
+            self.finish_checkpoint().await?;
+        }
+        Ok(())
     }
 
     /// Starts a checkpoint when one is due (every `interval` or `max_messages`) and none is
@@ -398,13 +409,15 @@ pub async fn run(
         stats: PipelineStats::default(),
         busy: BTreeSet::new(),
         progress: BTreeMap::new(),
-        held: Vec::new(),
+        held: BTreeMap::new(),
         changed: BTreeSet::new(),
         released: BTreeSet::new(),
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
         store,
         writing: None,
+        round: VecDeque::new(),
+        round_written: 0,
         writes: 0,
         written: written_tx,
     };
