@@ -105,11 +105,16 @@ impl KeyTable {
         }
     }
 
-    /// Starts loading the slot of `key` into the cache (see [`mem::prefetch`]).
+    /// Starts loading the slot of `key` into the cache (see [`mem::prefetch`]), and the slot
+    /// three further on: a linear probe often continues past the end of the first slot's line.
     #[inline]
     pub fn prefetch(&self, key: u128) {
         if !self.slots.is_empty() {
-            mem::prefetch(&self.slots[self.slot(key)], 1);
+            let i = self.slot(key);
+            mem::prefetch(&self.slots[i], 1);
+            if let Some(s) = self.slots.get(i + 3) {
+                mem::prefetch(s, 1);
+            }
         }
     }
 
