@@ -95,16 +95,6 @@ impl KeyTable {
         }
     }
 
-    /// Reads the slot of `key` (for a pass of independent reads ahead of [`KeyTable::insert`]).
-    #[inline]
-    pub fn touch(&self, key: u128) -> u64 {
-        if self.slots.is_empty() {
-            0
-        } else {
-            self.slots[self.slot(key)] as u64
-        }
-    }
-
     /// Starts loading the slot of `key` into the cache (see [`mem::prefetch`]), and the slot
     /// three further on: a linear probe often continues past the end of the first slot's line.
     #[inline]
@@ -293,30 +283,12 @@ impl DedupWindow {
         self.days.iter().any(|(d, s)| *d == day && s.contains(key))
     }
 
-    /// Reads the slot `key` would take on `day` (see [`KeyTable::touch`]).
-    #[inline]
-    pub fn touch(&self, day: i32, key: u128) -> u64 {
-        match self.days.last() {
-            Some((d, s)) if *d == day => s.touch(key),
-            _ => self
-                .days
-                .iter()
-                .rev()
-                .find(|(d, _)| *d == day)
-                .map_or(0, |(_, s)| s.touch(key)),
-        }
-    }
-
     /// Starts loading the slot `key` would take on `day` (see [`KeyTable::prefetch`]).
     #[inline]
     pub fn prefetch(&self, day: i32, key: u128) {
-        match self.days.last() {
-            Some((d, s)) if *d == day => s.prefetch(key),
-            _ => {
-                if let Some((_, s)) = self.days.iter().rev().find(|(d, _)| *d == day) {
-                    s.prefetch(key)
-                }
-            }
+        // Newest first: nearly every event is of the newest day.
+        if let Some((_, s)) = self.days.iter().rev().find(|(d, _)| *d == day) {
+            s.prefetch(key);
         }
     }
 

@@ -104,6 +104,20 @@ impl Interner {
     /// The index of `id` (with its precomputed `hash`), if interned.
     #[inline]
     pub fn get(&self, hash: u64, id: &str, ids: &[Box<str>]) -> Option<u32> {
+        self.probe(hash, |j| *ids[j as usize] == *id)
+    }
+
+    /// The first index whose stored tag matches `hash`, unverified: a cheap first step for batch
+    /// lookups; the caller checks the id and falls back to [`Interner::intern`].
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<u32> {
+        self.probe(hash, |_| true)
+    }
+
+    /// Walks the probe sequence of `hash` to the first index whose tag matches and that
+    /// `accept` takes; `None` at the first empty slot.
+    #[inline(always)]
+    fn probe(&self, hash: u64, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -117,31 +131,9 @@ impl Interner {
             }
             if v >> 32 == t {
                 let j = (v as u32).wrapping_sub(1);
-                if *ids[j as usize] == *id {
+                if accept(j) {
                     return Some(j);
                 }
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// The first index whose stored tag matches `hash`, unverified: a cheap first step for batch
-    /// lookups; the caller checks the id and falls back to [`Interner::intern`].
-    #[inline]
-    pub fn candidate(&self, hash: u64) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let t = tag(hash);
-        let mask = self.slots.len() - 1;
-        let mut i = home(t, self.slots.len());
-        loop {
-            let v = self.slots[i];
-            if v == 0 {
-                return None;
-            }
-            if v >> 32 == t {
-                return Some((v as u32).wrapping_sub(1));
             }
             i = (i + 1) & mask;
         }
