@@ -290,10 +290,13 @@ impl<S: PipelineSink> Pipeline<'_, S> {
 
     /// Checkpoints every changed partition and returns once it is durable.
     async fn checkpoint_now(&mut self) -> anyhow::Result<()> {
-        while self.writing.is_some() {
-            self.finish_checkpoint().await?;
-        }
+        self.finish_round().await?;
         self.begin_checkpoint()?;
+        self.finish_round().await
+    }
+
+    /// Waits until the round in flight (if any) is written.
+    async fn finish_round(&mut self) -> anyhow::Result<()> {
         while self.writing.is_some() {
             self.finish_checkpoint().await?;
         }
@@ -356,14 +359,8 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     /// reports last (the health table, SQL until exit) is still the state of every partition
     /// it held.
     async fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
-        {
-            let core = self.core.read().map_err(|_| lock_err())?;
-            for id in parts {
-                if core.shard(id).is_some() {
-                    self.changed.insert(id.clone());
-                }
-            }
-        }
+        // A partition the core does not hold is skipped by the round.
+        self.changed.extend(parts.iter().cloned());
         self.checkpoint_now().await?;
         if keep {
             self.released.extend(parts.iter().cloned());

@@ -80,9 +80,7 @@ pub fn wait_for_messages(dir: &Path, messages: u64, timeout: Duration, child: &m
             return p;
         }
         if Instant::now() >= deadline {
-            // Never leave a running process behind a failed test.
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(child);
             panic!(
                 "checkpoints reached {} of {messages} messages in time: {p:?}",
                 p.messages
@@ -109,13 +107,19 @@ pub fn terminate(mut child: Child) {
             break exit;
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(&mut child);
             panic!("vigil run did not stop within {STOP_TIMEOUT:?} of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "vigil run exit status {exit:?}");
+}
+
+/// SIGKILL and wait, ignoring errors: before a test fails, so that it never leaves a running
+/// process behind.
+fn reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// SIGKILL.
