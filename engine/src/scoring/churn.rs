@@ -66,12 +66,51 @@ pub struct Population {
     pub typical_gap_days: f64,
 }
 
-/// Churn risk of an account at `now_ms`, given its engagement ratio `q`.
+/// Days of silence for which [`RecencyDecay`] holds the recency rule's base risk.
+const DECAY_DAYS: usize = 1024;
+
+/// The recency rule's base risk `1 − 2^(−d / (2τ))` for whole days `d` below 1,024, computed
+/// once per τ: the rule runs at every evaluation, and a table read replaces a `powf` there.
+/// The values are those of the formula, computed the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecencyDecay {
+    tau: f64,
+    table: Box<[f64]>,
+}
+
+impl RecencyDecay {
+    /// The table for the typical inter-purchase time `tau_days`.
+    pub fn new(tau_days: f64) -> Self {
+        RecencyDecay {
+            tau: tau_days,
+            table: (0..DECAY_DAYS).map(|d| recency_base(d as i32, tau_days)).collect(),
+        }
+    }
+
+    /// `1 − 2^(−days / (2τ))`: from the table when `tau_days` is the table's τ and `days` is in
+    /// it, from the formula otherwise.
+    #[inline]
+    pub fn base(&self, days: i32, tau_days: f64) -> f64 {
+        match self.table.get(days as usize) {
+            Some(&v) if tau_days == self.tau => v,
+            _ => recency_base(days, tau_days),
+        }
+    }
+}
+
+#[inline]
+fn recency_base(days: i32, tau_days: f64) -> f64 {
+    1.0 - 2f64.powf(-(days.max(0) as f64) / (2.0 * tau_days))
+}
+
+/// Churn risk of an account at `now_ms`, given its engagement ratio `q`; `decay` speeds up the
+/// recency rule (any τ gives the same result, the table only when it matches `pop`).
 pub fn churn_risk(
     st: &AccountState,
     now_ms: i64,
     q: Option<f64>,
     pop: &Population,
+    decay: &RecencyDecay,
     cfg: &ScoringConfig,
 ) -> ChurnBreakdown {
     let now_day = day_of(now_ms);
@@ -114,10 +153,7 @@ pub fn churn_risk(
             } else {
                 None
             };
-            let base = since_day.map_or(0.0, |d| {
-                let days = (now_day - d).max(0) as f64;
-                1.0 - 2f64.powf(-days / (2.0 * pop.typical_gap_days))
-            });
+            let base = since_day.map_or(0.0, |d| decay.base((now_day - d).max(0), pop.typical_gap_days));
             (base, BaseRule::Recency)
         }
     };
@@ -134,5 +170,26 @@ pub fn churn_risk(
         rule,
         p_alive,
         hazards,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decay_table_gives_the_formula() {
+        let tau = 17.5;
+        let t = RecencyDecay::new(tau);
+        for d in [0, 1, 2, 35, 70, 1023, 1024, 5000] {
+            let want = 1.0 - 2f64.powf(-(d as f64) / (2.0 * tau));
+            assert_eq!(t.base(d, tau), want, "day {d}");
+        }
+        // Two typical gaps: 0.5; four: 0.75 (the module docs).
+        assert!((t.base(35, tau) - 0.5).abs() < 1e-15);
+        assert!((t.base(70, tau) - 0.75).abs() < 1e-15);
+        // Another τ than the table's: the formula.
+        assert_eq!(t.base(10, 5.0), 1.0 - 2f64.powf(-10.0 / 10.0));
+        assert_eq!(t.base(10, 5.0), 0.5);
     }
 }

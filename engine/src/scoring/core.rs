@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AccountInfo, AccountMeta};
 use super::alert::{Alert, AlertKind};
-use super::churn::{ChurnBreakdown, Population, churn_risk};
+use super::churn::{ChurnBreakdown, Population, RecencyDecay, churn_risk};
 use super::config::ScoringConfig;
 use super::dedup::{DedupWindow, dedup_key};
 use super::hash::event_id_hash;
@@ -191,6 +191,8 @@ pub struct ScoringCore {
     scratch: Vec<Prep>,
     /// Batch-local table of account indices (`apply_batch`'s last-row pass).
     seen: Vec<u32>,
+    /// The recency rule's table for the population's τ (derived, not in snapshots).
+    decay: RecencyDecay,
 }
 
 /// How many rows apart the stages of `apply_batch`'s lookup pass run (the de-duplication insert
@@ -386,6 +388,7 @@ impl ScoringCore {
             masks,
             scratch: Vec::new(),
             seen: Vec::new(),
+            decay: RecencyDecay::new(typical),
         })
     }
 
@@ -681,7 +684,7 @@ impl ScoringCore {
         let spike = cfg.complaint_spike;
         let h = st.hot_sums(now_day, s, l, spike.window_days);
         let q = engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg);
-        let churn = churn_risk(st, now, q, &self.st.population, cfg);
+        let churn = churn_risk(st, now, q, &self.st.population, &self.decay, cfg);
         let c = cfg.churn;
         if !st.churn_alerted && churn.risk >= c.threshold {
             st.churn_alerted = true;
@@ -801,7 +804,7 @@ impl ScoringCore {
             sums[2].count(EventKind::Activity),
             cfg,
         );
-        let churn = churn_risk(st, now, q, &self.st.population, cfg);
+        let churn = churn_risk(st, now, q, &self.st.population, &self.decay, cfg);
         (score, parts, churn, sums, cadence)
     }
 
@@ -982,6 +985,7 @@ impl ScoringCore {
             };
             if median > 0.0 {
                 self.st.population.typical_gap_days = median;
+                self.decay = RecencyDecay::new(median);
             }
         }
         Ok(fit)
@@ -990,6 +994,7 @@ impl ScoringCore {
     /// Sets the population model directly (e.g. parameters fitted elsewhere).
     pub fn set_population(&mut self, population: Population) {
         self.st.population = population;
+        self.decay = RecencyDecay::new(population.typical_gap_days);
     }
 
     /// Sizes and counters.
@@ -1105,12 +1110,14 @@ impl ScoringCore {
         for (a, id) in st.accounts.iter_mut().zip(&st.ids) {
             a.set_id(id);
         }
+        let decay = RecencyDecay::new(st.population.typical_gap_days);
         Ok(ScoringCore {
             st,
             interner,
             masks,
             scratch: Vec::new(),
             seen: Vec::new(),
+            decay,
         })
     }
 }
