@@ -155,6 +155,37 @@ fn churn_alert_from_events_on_apply() {
 }
 
 #[test]
+fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
+    // In one batch: the cancellation, other accounts' events, then a redelivery of the
+    // cancellation (the account's last row, a duplicate). The alert still comes from
+    // apply_batch, once; an account whose own last row is not a duplicate alerts as well.
+    let mut c = core();
+    apply(
+        &mut c,
+        &[ev("p0", "c", at(0, 12), K::Purchase), ev("p1", "d", at(0, 12), K::Purchase)],
+    );
+    let mut batch = vec![
+        ev("x", "c", at(1, 12), K::Cancellation),
+        ev("y", "d", at(1, 12), K::Cancellation),
+    ];
+    for i in 0..200 {
+        batch.push(ev(&format!("a{i}"), &format!("o{i}"), at(1, 13), K::Activity));
+    }
+    batch.push(ev("x", "c", at(1, 12), K::Cancellation));
+    let out = apply(&mut c, &batch);
+    assert_eq!(out.duplicates, 1);
+    let mut churn: Vec<String> = of_kind(&out.alerts, AlertKind::ChurnRisk)
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    churn.sort();
+    assert_eq!(
+        churn,
+        [format!("churn_risk/c/{}", at(1, 0)), format!("churn_risk/d/{}", at(1, 0))]
+    );
+}
+
+#[test]
 fn complaint_spike_once_per_episode() {
     let mut c = core();
     // Window 7 days, count 3. Complaints on days 1, 3 -> 2, no alert; day 5 -> days -1..=5 hold

@@ -198,8 +198,10 @@ pub struct ScoringCore {
 /// How many rows apart the stages of `apply_batch`'s lookup pass run (the de-duplication insert
 /// runs twice as far behind its prefetch).
 const LOOKUP_AHEAD: usize = 8;
-/// How many rows ahead `apply_batch`'s update pass prefetches a state.
+/// How many rows ahead `apply_batch`'s update stage prefetches a state.
 const PREFETCH_AHEAD: usize = 8;
+/// How many rows the update stage of `apply_batch` runs behind the de-duplication insert.
+const UPDATE_LAG: usize = 64;
 /// Cache lines of an account's state.
 const STATE_LINES: usize = std::mem::size_of::<AccountState>() / 64;
 
@@ -216,30 +218,52 @@ fn push_account(accounts: &mut Vec<AccountState>, st: AccountState) {
     accounts.push(st);
 }
 
-/// Sets `last` on each row that is the last non-duplicate row of its account in `rows`.
+/// Sets `last_pos` on each row to the position of the last row in `rows` with the same account
+/// hash. Before the lookup (no account index yet): a row is its account's last non-duplicate
+/// row when `last_pos` is its own position and it is not a duplicate; `apply_batch` checks the
+/// other rows after its loop (see `Prep::last_pos`).
 fn mark_last_rows(rows: &mut [Prep], seen: &mut Vec<u32>) {
     let slots = (2 * rows.len()).next_power_of_two().max(16);
     seen.clear();
     seen.resize(slots, u32::MAX);
     let shift = 64 - slots.trailing_zeros();
-    for p in rows.iter_mut().rev() {
-        if p.dup {
-            continue;
-        }
-        let mut i = ((p.idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize;
+    for pos in (0..rows.len()).rev() {
+        let h = rows[pos].acct_hash;
+        let mut i = (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize;
         loop {
             let v = seen[i];
-            if v == p.idx {
+            if v == u32::MAX {
+                seen[i] = pos as u32;
+                rows[pos].last_pos = pos as u32;
                 break;
             }
-            if v == u32::MAX {
-                seen[i] = p.idx;
-                p.last = true;
+            if rows[v as usize].acct_hash == h {
+                rows[pos].last_pos = v;
                 break;
             }
             i = (i + 1) & (slots - 1);
         }
     }
+}
+
+/// After `apply_batch`'s loop (rows marked by [`mark_last_rows`], indices and duplicates known):
+/// the accounts with a non-duplicate row whose hash group's last row is a duplicate or another
+/// account's (a hash collision). None of their rows was evaluated: a row evaluates when it is its
+/// group's last, and then no later row of its account (same hash) exists. Sorted, each once.
+fn unevaluated_accounts(rows: &[Prep]) -> Vec<u32> {
+    let mut pending = Vec::new();
+    for (pos, p) in rows.iter().enumerate() {
+        if p.dup || p.last_pos as usize == pos {
+            continue;
+        }
+        let q = &rows[p.last_pos as usize];
+        if q.dup || q.idx != p.idx {
+            pending.push(p.idx);
+        }
+    }
+    pending.sort_unstable();
+    pending.dedup();
+    pending
 }
 
 /// One non-late row of a batch between the passes of `apply_batch`.
@@ -248,8 +272,11 @@ struct Prep {
     row: u32,
     idx: u32,
     dup: bool,
-    /// The last non-duplicate row of its account in the batch.
-    last: bool,
+    /// Position in the rows of the last row with the same account hash. When it is this row's
+    /// own position (and the row is not a duplicate), the row is its account's last of the
+    /// batch; when that last row turns out to be a duplicate or another account's (a hash
+    /// collision), the account is evaluated after the loop instead.
+    last_pos: u32,
     /// The engine's `now` as of this row (for its watermark and eviction horizon).
     now_at: i64,
     acct_hash: u64,
@@ -493,7 +520,7 @@ impl ScoringCore {
                 row: row as u32,
                 idx: 0,
                 dup: false,
-                last: false,
+                last_pos: u32::MAX,
                 now_at: now,
                 acct_hash: self.interner.hash(cols.account_id.value(row)),
                 id_hash: event_id_hash(cols.event_id.value(row)),
@@ -502,14 +529,28 @@ impl ScoringCore {
         if now != i64::MIN {
             self.st.max_ts_ms = self.st.max_ts_ms.max(now);
         }
-        // Pass 2: account indices and de-duplication, software-pipelined over the rows (the
-        // loads of a stage were prefetched `LOOKUP_AHEAD` rows earlier by the stage before):
-        // (a) prefetch the row's interner slot; (b) read the candidate index from it and
-        // prefetch the candidate's first state line; (c) check the candidate's id in that line
-        // (interning when it differs) and prefetch the row's de-duplication slot; (d), two
-        // steps later, insert the de-duplication key. Stages (c) and (d) run in row order, as a plain loop would.
+        let inline_eval = self.st.config.alerts_on_apply;
+        if inline_eval {
+            mark_last_rows(&mut rows, &mut self.seen);
+        }
+        // Pass 2: account indices, de-duplication and the state updates, software-pipelined over
+        // the rows; the loads of a stage were prefetched by an earlier stage: (a) prefetch the
+        // row's interner slot; (b) `LOOKUP_AHEAD` rows later, read the candidate index from it
+        // and prefetch the candidate's first state line; (c) check the candidate's id in that
+        // line (interning when it differs) and prefetch the row's de-duplication slot; (d) two
+        // steps later, insert the de-duplication key; (e) `UPDATE_LAG` rows after (d), apply the
+        // row to its state, whose lines were prefetched `PREFETCH_AHEAD` rows before (its first
+        // line, read by (c) not long before, is still in the cache). Stages (c), (d) and (e)
+        // each run in row order, as plain loops would. With `alerts_on_apply`, an account is
+        // evaluated right after its last event of the batch, at the batch's final `now` (while
+        // its state is in cache).
+        let (masks, long) = (self.masks, self.st.config.windows.long as i32);
+        let quiet = self.st.config.quiet;
+        let batch_now = now;
         let n = rows.len();
-        for i in 0..n + 4 * LOOKUP_AHEAD {
+        const UPDATE_AT: usize = 4 * LOOKUP_AHEAD + UPDATE_LAG;
+        let mut unchecked_last = false;
+        for i in 0..n + UPDATE_AT {
             if let Some(p) = rows.get(i) {
                 self.interner.prefetch(p.acct_hash);
             }
@@ -541,30 +582,23 @@ impl ScoringCore {
                 p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
                 out.duplicates += p.dup as usize;
             }
-        }
-        // Pass 4: mark each account's last non-duplicate row of the batch (a batch-local table of
-        // the account indices, in cache; the states are not read).
-        let inline_eval = self.st.config.alerts_on_apply;
-        if inline_eval {
-            mark_last_rows(&mut rows, &mut self.seen);
-        }
-        // Pass 5: the state updates, software-pipelined: the state of the row `PREFETCH_AHEAD`
-        // rows ahead is prefetched (all its lines; its spilled entries half as far ahead, once
-        // the line holding their pointer has arrived). With `alerts_on_apply`, an account is
-        // evaluated right after its last event of the batch, at the batch's final `now` (while
-        // its state is in cache).
-        let (masks, long) = (self.masks, self.st.config.windows.long as i32);
-        let quiet = self.st.config.quiet;
-        let batch_now = now;
-        rows.retain(|p| !p.dup);
-        for i in 0..rows.len() {
-            if let Some(q) = rows.get(i + PREFETCH_AHEAD) {
+            if let Some(q) = (i + PREFETCH_AHEAD).checked_sub(UPDATE_AT).and_then(|j| rows.get(j))
+                && !q.dup
+            {
                 mem::prefetch(&self.st.accounts[q.idx as usize], STATE_LINES);
             }
-            if let Some(q) = rows.get(i + PREFETCH_AHEAD / 2) {
+            if let Some(q) = (i + PREFETCH_AHEAD / 2).checked_sub(UPDATE_AT).and_then(|j| rows.get(j))
+                && !q.dup
+            {
                 self.st.accounts[q.idx as usize].entries.prefetch();
             }
-            let p = rows[i];
+            let Some(pos) = i.checked_sub(UPDATE_AT).filter(|&j| j < n) else {
+                continue;
+            };
+            let p = rows[pos];
+            if p.dup {
+                continue;
+            }
             let row = p.row as usize;
             let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
             let value = match value_field(kind) {
@@ -587,13 +621,23 @@ impl ScoringCore {
             st.apply(&ev, masks);
             out.applied += 1;
             if inline_eval {
-                if p.last {
+                if p.last_pos as usize == pos {
                     st.dirty = false;
                     self.evaluate_account(p.idx, batch_now, &mut out.alerts);
+                } else {
+                    unchecked_last = true;
                 }
             } else if !st.dirty {
                 st.dirty = true;
                 self.st.dirty.push(p.idx);
+            }
+        }
+        // Rows whose hash group's last row was a duplicate or another account's: their
+        // accounts were not evaluated in the loop (each account once, after all its rows).
+        if inline_eval && unchecked_last {
+            for idx in unevaluated_accounts(&rows) {
+                self.st.accounts[idx as usize].dirty = false;
+                self.evaluate_account(idx, batch_now, &mut out.alerts);
             }
         }
         self.scratch = rows;
@@ -1119,5 +1163,42 @@ impl ScoringCore {
             seen: Vec::new(),
             decay,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(acct_hash: u64, idx: u32, dup: bool) -> Prep {
+        Prep {
+            row: 0,
+            idx,
+            dup,
+            last_pos: u32::MAX,
+            now_at: 0,
+            acct_hash,
+            id_hash: 0,
+        }
+    }
+
+    #[test]
+    fn last_rows_by_hash_and_the_accounts_left_unevaluated() {
+        // Accounts 1 and 2 share hash 7 (a collision); account 3's last row is a duplicate;
+        // account 4 has two rows, the last one its own.
+        let mut rows = vec![
+            row(7, 1, false), // 0
+            row(9, 3, false), // 1
+            row(5, 4, false), // 2
+            row(7, 2, false), // 3: hash group 7's last row, account 2's
+            row(5, 4, false), // 4: account 4's last
+            row(9, 3, true),  // 5: account 3's redelivery
+        ];
+        let mut seen = Vec::new();
+        mark_last_rows(&mut rows, &mut seen);
+        let last: Vec<u32> = rows.iter().map(|p| p.last_pos).collect();
+        assert_eq!(last, [3, 5, 4, 3, 4, 5]);
+        // Evaluated in the loop: rows 3 (account 2) and 4 (account 4); left: 1 and 3.
+        assert_eq!(unevaluated_accounts(&rows), [1, 3]);
     }
 }
