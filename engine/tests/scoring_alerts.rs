@@ -162,7 +162,10 @@ fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
     let mut c = core();
     apply(
         &mut c,
-        &[ev("p0", "c", at(0, 12), K::Purchase), ev("p1", "d", at(0, 12), K::Purchase)],
+        &[
+            ev("p0", "c", at(0, 12), K::Purchase),
+            ev("p1", "d", at(0, 12), K::Purchase),
+        ],
     );
     let mut batch = vec![
         ev("x", "c", at(1, 12), K::Cancellation),
@@ -181,7 +184,10 @@ fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
     churn.sort();
     assert_eq!(
         churn,
-        [format!("churn_risk/c/{}", at(1, 0)), format!("churn_risk/d/{}", at(1, 0))]
+        [
+            format!("churn_risk/c/{}", at(1, 0)),
+            format!("churn_risk/d/{}", at(1, 0))
+        ]
     );
 }
 

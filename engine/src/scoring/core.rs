@@ -11,9 +11,9 @@
 //!
 //! # Alerts
 //!
-//! Each account touched by a batch is evaluated once, right after its last event of the batch
-//! and at the batch's final `now` (or at the next `advance_clock` when `alerts_on_apply` is
-//! false): recovered notices, quiet timer (re)scheduling, churn threshold crossing and complaint
+//! Each account touched by a batch is evaluated once, at the batch's final `now`, right after
+//! its last event of the batch (after the batch's last row when that event's redelivery was the
+//! account's last row), or at the next `advance_clock` when `alerts_on_apply` is false: recovered notices, quiet timer (re)scheduling, churn threshold crossing and complaint
 //! spikes. `advance_clock` fires due quiet timers, and once per
 //! new day of `now` sweeps every account: records the day's score in the history (for
 //! `trend_7d`) and re-checks churn and spikes, which can move with time alone.
@@ -195,7 +195,7 @@ pub struct ScoringCore {
     decay: RecencyDecay,
 }
 
-/// How many rows apart the stages of `apply_batch`'s lookup pass run (the de-duplication insert
+/// How many rows apart the lookup stages of `apply_batch`'s loop run (the de-duplication insert
 /// runs twice as far behind its prefetch).
 const LOOKUP_AHEAD: usize = 8;
 /// How many rows ahead `apply_batch`'s update stage prefetches a state.
@@ -491,9 +491,9 @@ impl ScoringCore {
     ///
     /// Rows are processed in arrival order; a row is late when its time is older than the
     /// watermark as of that row (`max(clock, greatest time of the non-late rows before it) −
-    /// lateness`). The work is split into passes over the batch (hashes, interning, de-duplication,
-    /// a read of each touched state, state updates) so that the cache misses of independent rows
-    /// overlap.
+    /// lateness`). The work is two passes over the batch: lateness and hashes, then one
+    /// software-pipelined loop whose stages (interning, de-duplication, state update) run a fixed
+    /// number of rows apart, so that the cache misses of independent rows overlap.
     pub fn apply_batch(&mut self, batch: &RecordBatch) -> Result<ApplyOutcome, EngineError> {
         let cols = columns(batch)?;
         let mut out = ApplyOutcome::default();
@@ -587,7 +587,9 @@ impl ScoringCore {
             {
                 mem::prefetch(&self.st.accounts[q.idx as usize], STATE_LINES);
             }
-            if let Some(q) = (i + PREFETCH_AHEAD / 2).checked_sub(UPDATE_AT).and_then(|j| rows.get(j))
+            if let Some(q) = (i + PREFETCH_AHEAD / 2)
+                .checked_sub(UPDATE_AT)
+                .and_then(|j| rows.get(j))
                 && !q.dup
             {
                 self.st.accounts[q.idx as usize].entries.prefetch();
