@@ -11,7 +11,13 @@
 //!    `apply_batch` (alerts for the touched accounts evaluated at its end, the default), then
 //!    the clock is advanced to the batch's time with `advance_clock` (replay mode: quiet timers,
 //!    and the daily sweep of all accounts when the day changes). Both are timed per batch into
-//!    HDR histograms.
+//!    HDR histograms. `VIGIL_BENCH_NO_INLINE_EVAL=1` turns `alerts_on_apply` off (alerts
+//!    evaluated by `advance_clock` instead), to tell `apply_batch`'s own work from evaluation.
+//! 3b. Steady state (`VIGIL_BENCH_STEADY=0` skips it): 2 more days of the same shape, timed the
+//!    same way. The first measured days follow a sparse warm-up, so their de-duplication tables
+//!    grow and take fresh memory (page faults while events flow); by the steady days the
+//!    tables are sized and a dropped day's table is reused, as in a stream that has been running
+//!    at this rate.
 //! 4. Baseline, same batches, same run: a pass that reads every column the core reads and
 //!    hashes each account id (ahash) and event id (MurmurHash3), without state updates.
 //!
@@ -134,12 +140,12 @@ enum Dist {
 }
 
 /// Measured batches: `n` batches over 2 days; returns the batches and each batch's time.
-fn measured_batches(rng: &mut SmallRng, dist: Dist, n: usize, tag: &str) -> Vec<(RecordBatch, i64)> {
+fn measured_batches(rng: &mut SmallRng, dist: Dist, n: usize, tag: &str, start: i64) -> Vec<(RecordBatch, i64)> {
     let zipf = Zipf::new((*ACCOUNTS_N) as f64, 1.0).expect("valid zipf");
     let step = 2 * DAY / n as i64;
     let mut out = Vec::with_capacity(n);
     for b in 0..n {
-        let t = START + b as i64 * step;
+        let t = start + b as i64 * step;
         let mut events: Vec<Event> = Vec::with_capacity(BATCH);
         while events.len() < BATCH {
             if !events.is_empty() && rng.random_range(0..100u32) == 0 {
@@ -206,18 +212,67 @@ fn us(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-struct Report {
-    name: String,
+/// One timed phase: batches applied, each followed by `advance_clock` to its time.
+struct Phase {
     events: u64,
     apply_s: f64,
     advance_s: f64,
-    baseline_s: f64,
     apply_hist: Histogram<u64>,
     total_hist: Histogram<u64>,
+    /// Fraction of the phase's wall time this thread was on a CPU.
+    cpu_share: f64,
+}
+
+struct Report {
+    name: String,
+    /// The measured phase: the first 2 days at the measured rate after the sparse warm-up (the
+    /// de-duplication tables grow and take fresh memory).
+    first: Phase,
+    /// 2 more days at the same rate (`VIGIL_BENCH_STEADY=0` skips them): tables sized and
+    /// memory reused, as in a stream that has been running at this rate.
+    steady: Option<Phase>,
+    baseline_s: f64,
     cold_events: u64,
     cold_s: f64,
-    /// Fraction of the measured phase's wall time this thread was on a CPU.
-    cpu_share: f64,
+}
+
+fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, label: &str) -> Phase {
+    let (mut apply_hist, mut total_hist) = (hist(), hist());
+    let cpu0 = cpu_s();
+    let wall0 = Instant::now();
+    let (mut apply_s, mut advance_s, mut events) = (0.0, 0.0, 0u64);
+    let mut alerts = 0usize;
+    let slow_us: Option<u64> = std::env::var("VIGIL_BENCH_SLOW_US").ok().and_then(|v| v.parse().ok());
+    for (i, (b, t_batch)) in batches.iter().enumerate() {
+        let t0 = Instant::now();
+        let out = core.apply_batch(b).expect("valid");
+        let t1 = Instant::now();
+        alerts += out.alerts.len() + core.advance_clock(*t_batch).len();
+        let t2 = Instant::now();
+        let (a, v) = ((t1 - t0).as_nanos() as u64, (t2 - t1).as_nanos() as u64);
+        if slow_us.is_some_and(|s| a / 1000 >= s) {
+            eprintln!("[{dist:?}] {label} batch {i}: apply_batch {} us", a / 1000);
+        }
+        apply_hist.record(a.max(1)).expect("in range");
+        total_hist.record((a + v).max(1)).expect("in range");
+        apply_s += (t1 - t0).as_secs_f64();
+        advance_s += (t2 - t1).as_secs_f64();
+        events += b.num_rows() as u64;
+    }
+    let wall_s = wall0.elapsed().as_secs_f64();
+    let cpu_share = match (cpu0, cpu_s()) {
+        (Some(a), Some(b)) if wall_s > 0.0 => ((b - a) / wall_s).min(1.0),
+        _ => 1.0,
+    };
+    eprintln!("[{dist:?}] {label}: {events} events, {alerts} alerts, on-CPU share {cpu_share:.2}");
+    Phase {
+        events,
+        apply_s,
+        advance_s,
+        apply_hist,
+        total_hist,
+        cpu_share,
+    }
 }
 
 fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
@@ -227,8 +282,14 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
         (*ACCOUNTS_N) * WARM_EVENTS_PER_ACCOUNT / BATCH
     );
     let warm = warm_batches(&mut rng);
-    let measured = measured_batches(&mut rng, dist, n_batches, "m");
-    let mut core = ScoringCore::new(ScoringConfig::default()).expect("default config");
+    let measured = measured_batches(&mut rng, dist, n_batches, "m", START);
+    let steady_on = std::env::var("VIGIL_BENCH_STEADY").map_or(true, |v| v != "0");
+    let steady = steady_on.then(|| measured_batches(&mut rng, dist, n_batches, "s", START + 2 * DAY));
+    let mut cfg = ScoringConfig::default();
+    if std::env::var_os("VIGIL_BENCH_NO_INLINE_EVAL").is_some() {
+        cfg.alerts_on_apply = false;
+    }
+    let mut core = ScoringCore::new(cfg).expect("default config");
     for i in (0..(*ACCOUNTS_N)).step_by(KEY_SHARE) {
         core.upsert_account(AccountInfo {
             account_id: account_id(i),
@@ -256,54 +317,59 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
     let baseline_s = t.elapsed().as_secs_f64();
     black_box(sink);
 
-    let (mut apply_hist, mut total_hist) = (hist(), hist());
-    let cpu0 = cpu_s();
-    let wall0 = Instant::now();
-    let (mut apply_s, mut advance_s, mut events) = (0.0, 0.0, 0u64);
-    let mut alerts = 0usize;
-    let slow_us: Option<u64> = std::env::var("VIGIL_BENCH_SLOW_US").ok().and_then(|v| v.parse().ok());
-    for (i, (b, t_batch)) in measured.iter().enumerate() {
-        let t0 = Instant::now();
-        let out = core.apply_batch(b).expect("valid");
-        let t1 = Instant::now();
-        alerts += out.alerts.len() + core.advance_clock(*t_batch).len();
-        let t2 = Instant::now();
-        let (a, v) = ((t1 - t0).as_nanos() as u64, (t2 - t1).as_nanos() as u64);
-        if slow_us.is_some_and(|s| a / 1000 >= s) {
-            eprintln!("[{dist:?}] batch {i}: apply_batch {} us", a / 1000);
-        }
-        apply_hist.record(a.max(1)).expect("in range");
-        total_hist.record((a + v).max(1)).expect("in range");
-        apply_s += (t1 - t0).as_secs_f64();
-        advance_s += (t2 - t1).as_secs_f64();
-        events += b.num_rows() as u64;
-    }
-    let wall_s = wall0.elapsed().as_secs_f64();
-    let cpu_share = match (cpu0, cpu_s()) {
-        (Some(a), Some(b)) if wall_s > 0.0 => ((b - a) / wall_s).min(1.0),
-        _ => 1.0,
-    };
-    eprintln!("[{dist:?}] measured: {events} events, {alerts} alerts, on-CPU share {cpu_share:.2}");
+    let first = measure(&mut core, &measured, dist, "measured");
+    let steady = steady.map(|batches| measure(&mut core, &batches, dist, "steady state"));
     (
         Report {
             name: format!("{dist:?}"),
-            events,
-            apply_s,
-            advance_s,
+            first,
+            steady,
             baseline_s,
-            apply_hist,
-            total_hist,
             cold_events,
             cold_s,
-            cpu_share,
         },
         core,
     )
 }
 
+fn print_phase(r: &Phase, label: &str, baseline_s: f64) {
+    let eps = |secs: f64| r.events as f64 / secs / 1e6;
+    println!(
+        "{label}apply_batch: {:.2} M events/s ({:.2}x baseline time)",
+        eps(r.apply_s),
+        r.apply_s / baseline_s
+    );
+    println!(
+        "{label}apply_batch + advance_clock (incl. daily sweeps): {:.2} M events/s ({:.2}x baseline time)",
+        eps(r.apply_s + r.advance_s),
+        (r.apply_s + r.advance_s) / baseline_s
+    );
+    println!(
+        "{label}on-CPU share: {:.2}; apply_batch per CPU-second: {:.2} M events/s, apply+advance: {:.2} M events/s; at the median batch: {:.2} M events/s",
+        r.cpu_share,
+        eps(r.apply_s * r.cpu_share),
+        eps((r.apply_s + r.advance_s) * r.cpu_share),
+        BATCH as f64 / (us(&r.apply_hist, 0.5) / 1e6) / 1e6
+    );
+    println!(
+        "{label}per-batch latency apply: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us",
+        us(&r.apply_hist, 0.5),
+        us(&r.apply_hist, 0.99),
+        us(&r.apply_hist, 0.999),
+        r.apply_hist.max() as f64 / 1000.0
+    );
+    println!(
+        "{label}per-batch latency apply+advance: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us",
+        us(&r.total_hist, 0.5),
+        us(&r.total_hist, 0.99),
+        us(&r.total_hist, 0.999),
+        r.total_hist.max() as f64 / 1000.0
+    );
+}
+
 fn print_report(r: &Report, core: &ScoringCore) {
     let s = core.stats();
-    let eps = |secs: f64| r.events as f64 / secs / 1e6;
+    let eps = |secs: f64| r.first.events as f64 / secs / 1e6;
     println!(
         "== scoring core, {} account activity, {} accounts, batches of {BATCH} ==",
         r.name, s.accounts
@@ -317,36 +383,10 @@ fn print_report(r: &Report, core: &ScoringCore) {
         "baseline (read columns + hash ids): {:.2} M events/s",
         eps(r.baseline_s)
     );
-    println!(
-        "apply_batch: {:.2} M events/s ({:.2}x baseline time)",
-        eps(r.apply_s),
-        r.apply_s / r.baseline_s
-    );
-    println!(
-        "apply_batch + advance_clock (incl. daily sweeps): {:.2} M events/s ({:.2}x baseline time)",
-        eps(r.apply_s + r.advance_s),
-        (r.apply_s + r.advance_s) / r.baseline_s
-    );
-    println!(
-        "on-CPU share of the measured phase: {:.2}; apply_batch per CPU-second: {:.2} M events/s, apply+advance: {:.2} M events/s",
-        r.cpu_share,
-        eps(r.apply_s * r.cpu_share),
-        eps((r.apply_s + r.advance_s) * r.cpu_share)
-    );
-    println!(
-        "per-batch latency apply: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us",
-        us(&r.apply_hist, 0.5),
-        us(&r.apply_hist, 0.99),
-        us(&r.apply_hist, 0.999),
-        r.apply_hist.max() as f64 / 1000.0
-    );
-    println!(
-        "per-batch latency apply+advance: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us",
-        us(&r.total_hist, 0.5),
-        us(&r.total_hist, 0.99),
-        us(&r.total_hist, 0.999),
-        r.total_hist.max() as f64 / 1000.0
-    );
+    print_phase(&r.first, "", r.baseline_s);
+    if let Some(p) = &r.steady {
+        print_phase(p, "steady state (2 more days) ", r.baseline_s);
+    }
     println!(
         "state: {:.0} B/account ({} B struct + entries/ids/interner), {:.2} day entries/account; dedup: {} ids, {:.1} B/id; timers {}",
         s.state_bytes_per_account,
@@ -390,7 +430,7 @@ fn criterion_part(core: &mut ScoringCore) {
         .configure_from_args();
     let mut rng = SmallRng::seed_from_u64(99);
     // Fresh ids for every iteration: a pool of generated batches, consumed once each.
-    let pool = measured_batches(&mut rng, Dist::Uniform, 160, "c");
+    let pool = measured_batches(&mut rng, Dist::Uniform, 160, "c", START);
     let hasher = Interner::default();
     let mut g = c.benchmark_group("scoring_batch_8192_uniform");
     g.throughput(criterion::Throughput::Elements(BATCH as u64));

@@ -113,63 +113,109 @@ pub fn churn_risk(
     decay: &RecencyDecay,
     cfg: &ScoringConfig,
 ) -> ChurnBreakdown {
-    let now_day = day_of(now_ms);
-    let c = &cfg.churn;
-    let rfm = st.rfm(now_day);
-    let p_alive = match (pop.params, rfm) {
-        (Some(p), Some(r)) => Some(p.p_alive(&r)),
-        _ => None,
-    };
-    let hazards = [
-        (st.open_complaints() as f64 / c.complaint_saturation).min(1.0),
-        q.map_or(0.0, |q| (1.0 - q).clamp(0.0, 1.0)),
-        match st.latest_survey() {
-            Some((_, s)) if s <= c.detractor_max_score => 1.0,
-            _ => 0.0,
-        },
-        match st.kind_last_day(EventKind::Downgrade) {
-            Some(d) if d > now_day - cfg.windows.long as i32 => 1.0,
-            _ => 0.0,
-        },
-    ];
-    if st.cancelled() {
-        return ChurnBreakdown {
-            risk: 1.0,
-            base: 1.0,
-            rule: BaseRule::Cancelled,
+    ChurnParts::of(st, now_ms, pop, decay, cfg).with_engagement(q)
+}
+
+/// Everything of an account's churn risk but the engagement hazard, which needs the sums of the
+/// account's activity over the windows (a walk over its daily entries).
+#[derive(Debug, Clone, Copy)]
+pub struct ChurnParts {
+    base: f64,
+    rule: BaseRule,
+    p_alive: Option<f64>,
+    /// `[complaints, (engagement: unset), detractor, downgrade]`.
+    hazards: [f64; 4],
+    betas: [f64; 4],
+}
+
+impl ChurnParts {
+    /// The parts of the churn risk of `st` at `now_ms`.
+    pub fn of(st: &AccountState, now_ms: i64, pop: &Population, decay: &RecencyDecay, cfg: &ScoringConfig) -> Self {
+        let now_day = day_of(now_ms);
+        let c = &cfg.churn;
+        let rfm = st.rfm(now_day);
+        let p_alive = match (pop.params, rfm) {
+            (Some(p), Some(r)) => Some(p.p_alive(&r)),
+            _ => None,
+        };
+        let hazards = [
+            (st.open_complaints() as f64 / c.complaint_saturation).min(1.0),
+            0.0,
+            match st.latest_survey() {
+                Some((_, s)) if s <= c.detractor_max_score => 1.0,
+                _ => 0.0,
+            },
+            match st.kind_last_day(EventKind::Downgrade) {
+                Some(d) if d > now_day - cfg.windows.long as i32 => 1.0,
+                _ => 0.0,
+            },
+        ];
+        let betas = [
+            c.complaint_weight,
+            c.engagement_weight,
+            c.detractor_weight,
+            c.downgrade_weight,
+        ];
+        if st.cancelled() {
+            return ChurnParts {
+                base: 1.0,
+                rule: BaseRule::Cancelled,
+                p_alive,
+                hazards,
+                betas,
+            };
+        }
+        let (base, rule) = match (p_alive, rfm) {
+            (Some(p), Some(r)) if r.x >= 1.0 => ((1.0 - p).clamp(0.0, 1.0), BaseRule::BgNbd),
+            _ => {
+                let since_day = if st.tx_days > 0 {
+                    Some(st.last_tx_day)
+                } else if st.last_interaction_ms != i64::MIN {
+                    Some(day_of(st.last_interaction_ms))
+                } else if st.last_seen_ms != i64::MIN {
+                    Some(day_of(st.last_seen_ms))
+                } else {
+                    None
+                };
+                let base = since_day.map_or(0.0, |d| decay.base((now_day - d).max(0), pop.typical_gap_days));
+                (base, BaseRule::Recency)
+            }
+        };
+        ChurnParts {
+            base,
+            rule,
             p_alive,
             hazards,
-        };
-    }
-    let (base, rule) = match (p_alive, rfm) {
-        (Some(p), Some(r)) if r.x >= 1.0 => ((1.0 - p).clamp(0.0, 1.0), BaseRule::BgNbd),
-        _ => {
-            let since_day = if st.tx_days > 0 {
-                Some(st.last_tx_day)
-            } else if st.last_interaction_ms != i64::MIN {
-                Some(day_of(st.last_interaction_ms))
-            } else if st.last_seen_ms != i64::MIN {
-                Some(day_of(st.last_seen_ms))
-            } else {
-                None
-            };
-            let base = since_day.map_or(0.0, |d| decay.base((now_day - d).max(0), pop.typical_gap_days));
-            (base, BaseRule::Recency)
+            betas,
         }
-    };
-    let betas = [
-        c.complaint_weight,
-        c.engagement_weight,
-        c.detractor_weight,
-        c.downgrade_weight,
-    ];
-    let survival: f64 = hazards.iter().zip(betas).map(|(h, b)| 1.0 - b * h).product();
-    ChurnBreakdown {
-        risk: (1.0 - (1.0 - base) * survival).clamp(0.0, 1.0),
-        base,
-        rule,
-        p_alive,
-        hazards,
+    }
+
+    /// The risk with engagement hazard `h` (`clamp(1 − q, 0, 1)`). Rising in `h` (the weights
+    /// are within `0..=1`, and IEEE rounding keeps products and differences monotone), so
+    /// `risk_with(0.0)` and `risk_with(1.0)` bound the risk whatever the engagement.
+    #[inline]
+    pub fn risk_with(&self, h: f64) -> f64 {
+        if self.rule == BaseRule::Cancelled {
+            return 1.0;
+        }
+        let mut hazards = self.hazards;
+        hazards[1] = h;
+        let survival: f64 = hazards.iter().zip(self.betas).map(|(h, b)| 1.0 - b * h).product();
+        (1.0 - (1.0 - self.base) * survival).clamp(0.0, 1.0)
+    }
+
+    /// The full breakdown for engagement ratio `q` (`None`: no hazard).
+    pub fn with_engagement(&self, q: Option<f64>) -> ChurnBreakdown {
+        let h = q.map_or(0.0, |q| (1.0 - q).clamp(0.0, 1.0));
+        let mut hazards = self.hazards;
+        hazards[1] = h;
+        ChurnBreakdown {
+            risk: self.risk_with(h),
+            base: self.base,
+            rule: self.rule,
+            p_alive: self.p_alive,
+            hazards,
+        }
     }
 }
 

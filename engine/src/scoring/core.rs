@@ -32,14 +32,14 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AccountInfo, AccountMeta};
 use super::alert::{Alert, AlertKind};
-use super::churn::{ChurnBreakdown, Population, RecencyDecay, churn_risk};
+use super::churn::{ChurnBreakdown, ChurnParts, Population, RecencyDecay, churn_risk};
 use super::config::ScoringConfig;
 use super::dedup::{DedupWindow, dedup_key};
 use super::hash::event_id_hash;
 use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
 use super::intern::Interner;
 use super::mem;
-use super::state::{AccountState, DAY_MS, Ev, Masks, ValueField, WindowSums, day_of, value_field};
+use super::state::{AccountState, DAY_MS, Ev, HotSums, Masks, ValueField, WindowSums, day_of, value_field};
 use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
 use crate::bgnbd::{self, BgNbdFit, Rfm};
@@ -193,6 +193,9 @@ pub struct ScoringCore {
     seen: Vec<u32>,
     /// The recency rule's table for the population's τ (derived, not in snapshots).
     decay: RecencyDecay,
+    /// Evaluations skip the walk over the entries when the bounds settle the decisions (off
+    /// only in a test that checks the shortcut changes nothing).
+    settle_by_bounds: bool,
 }
 
 /// How many rows apart the lookup stages of `apply_batch`'s loop run (the de-duplication insert
@@ -416,6 +419,7 @@ impl ScoringCore {
             scratch: Vec::new(),
             seen: Vec::new(),
             decay: RecencyDecay::new(typical),
+            settle_by_bounds: true,
         })
     }
 
@@ -726,12 +730,32 @@ impl ScoringCore {
                 }
             }
         }
-        // Churn threshold crossing and complaint spike.
+        // Churn threshold crossing and complaint spike. The engagement hazard and the spike count
+        // need a walk over the daily entries; it is skipped when the decisions cannot depend on
+        // it: the risk's bounds over every engagement hazard are on one side of the threshold in
+        // play, and no complaint falls in the spike window (then the count is 0).
         let spike = cfg.complaint_spike;
-        let h = st.hot_sums(now_day, s, l, spike.window_days);
-        let q = engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg);
-        let churn = churn_risk(st, now, q, &self.st.population, &self.decay, cfg);
         let c = cfg.churn;
+        let parts = ChurnParts::of(st, now, &self.st.population, &self.decay, cfg);
+        let engagement_matters = !self.settle_by_bounds
+            || if st.churn_alerted {
+                parts.risk_with(0.0) < c.threshold - c.hysteresis
+            } else {
+                parts.risk_with(1.0) >= c.threshold
+            };
+        let spike_start = now_day.saturating_sub(spike.window_days as i32 - 1);
+        let complaints_in_window = st.kind_last_day(EventKind::Complaint).is_some_and(|d| d >= spike_start);
+        let h = if engagement_matters || complaints_in_window || !self.settle_by_bounds {
+            st.hot_sums(now_day, s, l, spike.window_days)
+        } else {
+            HotSums::default()
+        };
+        let churn = if engagement_matters {
+            parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg))
+        } else {
+            // Not used for a decision (nor an alert): the bounds settled it.
+            parts.with_engagement(None)
+        };
         if !st.churn_alerted && churn.risk >= c.threshold {
             st.churn_alerted = true;
             let start = now_day as i64 * DAY_MS;
@@ -1164,6 +1188,7 @@ impl ScoringCore {
             scratch: Vec::new(),
             seen: Vec::new(),
             decay,
+            settle_by_bounds: true,
         })
     }
 }
@@ -1202,5 +1227,83 @@ mod tests {
         assert_eq!(last, [3, 5, 4, 3, 4, 5]);
         // Evaluated in the loop: rows 3 (account 2) and 4 (account 4); left: 1 and 3.
         assert_eq!(unevaluated_accounts(&rows), [1, 3]);
+    }
+
+    #[test]
+    fn settling_by_bounds_changes_no_alert() {
+        use crate::event::Event;
+        use crate::scoring::testing::events_to_batch;
+        // A random stream (fixed seed) with every kind that moves churn risk or the spike:
+        // complaints and resolutions, surveys (detractors too), downgrades, cancellations,
+        // purchases and activity, over 150 days for 300 accounts, the clock advanced daily.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let kinds = [
+            EventKind::Activity,
+            EventKind::Activity,
+            EventKind::Activity,
+            EventKind::Purchase,
+            EventKind::Complaint,
+            EventKind::ComplaintResolved,
+            EventKind::Survey,
+            EventKind::Downgrade,
+            EventKind::Renewal,
+            EventKind::Cancellation,
+            EventKind::TicketOpened,
+        ];
+        let mut fast = ScoringCore::new(ScoringConfig::default()).expect("config");
+        let mut full = ScoringCore::new(ScoringConfig::default()).expect("config");
+        full.settle_by_bounds = false;
+        let (mut a_fast, mut a_full) = (Vec::new(), Vec::new());
+        let mut n = 0;
+        for day in 0..150i64 {
+            let mut events = Vec::new();
+            for _ in 0..120 {
+                // Accounts 0-99 busy, 100-299 occasional.
+                let acct = if rnd(2) == 0 { rnd(100) } else { 100 + rnd(200) };
+                let kind = kinds[rnd(kinds.len() as u64) as usize];
+                if acct >= 100 && kind == EventKind::Cancellation && rnd(4) != 0 {
+                    continue;
+                }
+                n += 1;
+                events.push(Event {
+                    event_id: format!("e{n}"),
+                    account_id: format!("a{acct}"),
+                    ts_ms: day * DAY_MS + rnd(DAY_MS as u64) as i64,
+                    kind,
+                    user_id: None,
+                    amount: Some(10.0),
+                    cost: Some(5.0),
+                    score: Some(rnd(11) as f64),
+                    category: None,
+                    attrs: None,
+                });
+            }
+            let batch = events_to_batch(&events);
+            a_fast.extend(fast.apply_batch(&batch).expect("valid").alerts);
+            a_full.extend(full.apply_batch(&batch).expect("valid").alerts);
+            a_fast.extend(fast.advance_clock((day + 1) * DAY_MS));
+            a_full.extend(full.advance_clock((day + 1) * DAY_MS));
+            if day == 60 {
+                // BG/NBD parameters for the rest: P(alive) in the base from then on.
+                let f = fast.refit_bgnbd().map(|f| f.params);
+                let g = full.refit_bgnbd().map(|f| f.params);
+                assert_eq!(f.ok(), g.ok());
+            }
+        }
+        let ids = |a: &[Alert]| a.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+        assert!(
+            a_full.iter().filter(|a| a.kind == AlertKind::ChurnRisk).count() > 20
+                && a_full.iter().filter(|a| a.kind == AlertKind::ComplaintSpike).count() > 5,
+            "the stream crosses both thresholds"
+        );
+        assert_eq!(ids(&a_fast), ids(&a_full));
+        assert_eq!(a_fast, a_full);
+        assert!(fast == full, "same state");
     }
 }
