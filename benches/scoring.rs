@@ -13,12 +13,12 @@
 //!    and the daily sweep of all accounts when the day changes). Both are timed per batch into
 //!    HDR histograms. `VIGIL_BENCH_NO_INLINE_EVAL=1` turns `alerts_on_apply` off (alerts
 //!    evaluated by `advance_clock` instead), to tell `apply_batch`'s own work from evaluation.
-//! 3b. Steady state (`VIGIL_BENCH_STEADY=0` skips it): 2 more days of the same shape, timed the
-//!    same way. The first measured days follow a sparse warm-up, so their de-duplication tables
-//!    grow and take fresh memory (page faults while events flow); by the steady days the
-//!    tables are sized and a dropped day's table is reused, as in a stream that has been running
-//!    at this rate.
-//! 4. Baseline, same batches, same run: a pass that reads every column the core reads and
+//! 4. Then 2 more days of the same shape, timed the same way ("steady state";
+//!    `VIGIL_BENCH_STEADY=0` skips them). The first measured days follow a sparse warm-up, so
+//!    their de-duplication tables grow and take fresh memory (page faults while events flow);
+//!    by the later days the newest table starts at the size of a full day, but the accounts hold
+//!    more daily entries (more of them spill to the heap).
+//! 5. Baseline, same batches, same run: a pass that reads every column the core reads and
 //!    hashes each account id (ahash) and event id (MurmurHash3), without state updates.
 //!
 //! Then criterion measures the baseline pass on one batch, `apply_batch` of a batch whose events
