@@ -750,13 +750,10 @@ impl ScoringCore {
         } else {
             HotSums::default()
         };
-        let churn = if engagement_matters {
-            parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg))
-        } else {
-            // Not used for a decision (nor an alert): the bounds settled it.
-            parts.with_engagement(None)
-        };
-        if !st.churn_alerted && churn.risk >= c.threshold {
+        // When the bounds settled it, neither branch below is taken: no churn to compute.
+        let churn = engagement_matters
+            .then(|| parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg)));
+        if let Some(churn) = churn.filter(|ch| !st.churn_alerted && ch.risk >= c.threshold) {
             st.churn_alerted = true;
             let start = now_day as i64 * DAY_MS;
             alerts.push(Alert::new(
@@ -771,7 +768,7 @@ impl ScoringCore {
                     churn.risk, c.threshold, churn.base, churn.rule
                 ),
             ));
-        } else if st.churn_alerted && churn.risk < c.threshold - c.hysteresis {
+        } else if st.churn_alerted && churn.is_some_and(|ch| ch.risk < c.threshold - c.hysteresis) {
             st.churn_alerted = false;
         }
         if h.complaints_spike >= spike.count {
