@@ -131,6 +131,18 @@ fn fill_topic(b: &KafkaBroker, topic: &str, n: usize, accounts: usize, ts0: i64,
     bytes
 }
 
+/// A new topic named from `prefix`, filled with `n` events over `accounts` accounts whose times
+/// lie within the last two days (inside the 7-day lateness of a wall clock), 50 ms apart.
+/// Returns the topic, the bytes produced and when production started.
+fn new_filled_topic(b: &KafkaBroker, prefix: &str, n: usize, accounts: usize) -> (String, u64, Instant) {
+    let topic = unique_name(prefix);
+    b.create_topic(&topic, PARTITIONS);
+    let ts0 = pipeline::wall_ms() - 2 * 86_400_000;
+    let t = Instant::now();
+    let bytes = fill_topic(b, &topic, n, accounts, ts0, 50);
+    (topic, bytes, t)
+}
+
 fn source_config(b: &KafkaBroker, topic: &str, prefix: &str) -> KafkaSourceConfig {
     let mut cfg = KafkaSourceConfig::new(&b.bootstrap);
     cfg.topics = vec![topic.to_string()];
@@ -322,12 +334,7 @@ fn throughput(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
     let n = env_usize("VIGIL_E2E_EVENTS", 2_000_000);
     let accounts = env_usize("VIGIL_E2E_ACCOUNTS", 100_000);
     let runs = env_usize("VIGIL_E2E_RUNS", 3).max(1);
-    let topic = unique_name("e2e_throughput");
-    b.create_topic(&topic, PARTITIONS);
-    // Event times within the last two days (inside the 7-day lateness of a wall clock).
-    let ts0 = pipeline::wall_ms() - 2 * 86_400_000;
-    let t = Instant::now();
-    let bytes = fill_topic(b, &topic, n, accounts, ts0, 50);
+    let (topic, bytes, t) = new_filled_topic(b, "e2e_throughput", n, accounts);
     eprintln!(
         "throughput: topic {topic}: {n} events, {accounts} accounts, {PARTITIONS} partitions, lz4, {:.1} B/event, \
          produced in {:.1} s; load {}",
@@ -523,11 +530,7 @@ fn report_latency(rate: usize, seconds: usize, report: &ProducerReport, v: &Vigi
 fn memory(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
     let accounts = env_usize("VIGIL_E2E_MEM_ACCOUNTS", 1_000_000);
     let n = accounts * 2;
-    let topic = unique_name("e2e_memory");
-    b.create_topic(&topic, PARTITIONS);
-    let ts0 = pipeline::wall_ms() - 2 * 86_400_000;
-    let t = Instant::now();
-    let bytes = fill_topic(b, &topic, n, accounts, ts0, 50);
+    let (topic, bytes, t) = new_filled_topic(b, "e2e_memory", n, accounts);
     eprintln!(
         "memory: topic {topic}: {n} events over {accounts} accounts ({:.1} B/event), produced in {:.1} s",
         bytes as f64 / n as f64,
