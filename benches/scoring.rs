@@ -228,8 +228,8 @@ struct Report {
     /// The measured phase: the first 2 days at the measured rate after the sparse warm-up (the
     /// de-duplication tables grow and take fresh memory).
     first: Phase,
-    /// 2 more days at the same rate (`VIGIL_BENCH_STEADY=0` skips them): tables sized and
-    /// memory reused, as in a stream that has been running at this rate.
+    /// 2 more days at the same rate (`VIGIL_BENCH_STEADY=0` skips them): the newest table starts
+    /// at a full day's size, but the accounts hold more daily entries.
     steady: Option<Phase>,
     baseline_s: f64,
     cold_events: u64,

@@ -13,10 +13,11 @@
 //!
 //! Each account touched by a batch is evaluated once, at the batch's final `now`, right after
 //! its last event of the batch (after the batch's last row when that event's redelivery was the
-//! account's last row), or at the next `advance_clock` when `alerts_on_apply` is false: recovered notices, quiet timer (re)scheduling, churn threshold crossing and complaint
-//! spikes. `advance_clock` fires due quiet timers, and once per
-//! new day of `now` sweeps every account: records the day's score in the history (for
-//! `trend_7d`) and re-checks churn and spikes, which can move with time alone.
+//! account's last row), or at the next `advance_clock` when `alerts_on_apply` is false:
+//! recovered notices, quiet timer (re)scheduling, churn threshold crossing and complaint spikes.
+//! `advance_clock` fires due quiet timers, and once per new day of `now` sweeps every account:
+//! records the day's score in the history (for `trend_7d`) and re-checks churn and spikes, which
+//! can move with time alone.
 //!
 //! # What "same state" means
 //!
@@ -745,7 +746,7 @@ impl ScoringCore {
             };
         let spike_start = now_day.saturating_sub(spike.window_days as i32 - 1);
         let complaints_in_window = st.kind_last_day(EventKind::Complaint).is_some_and(|d| d >= spike_start);
-        let h = if engagement_matters || complaints_in_window || !self.settle_by_bounds {
+        let h = if engagement_matters || complaints_in_window {
             st.hot_sums(now_day, s, l, spike.window_days)
         } else {
             HotSums::default()

@@ -15,8 +15,8 @@
 //!
 //! Each day's keys are in an open-addressing table of `u128` slots with linear probing (0 marks
 //! an empty slot; the key 0 itself is held by a flag). A lookup reads one slot, usually one cache
-//! line, with no separate control bytes, and [`DedupWindow::touch`] lets a batch read the slots
-//! of many keys ahead of the inserts, so that their cache misses overlap.
+//! line, with no separate control bytes, and [`DedupWindow::prefetch`] lets a batch start loading
+//! the slots of many keys ahead of the inserts, so that their cache misses overlap.
 //!
 //! Memory: 16 bytes per slot at a load factor between 3/8 and 3/4 (a new day starts at the
 //! previous day's size), i.e. 21 to 43 bytes per id; [`DedupWindow::bytes`] reports the real
@@ -95,7 +95,7 @@ impl KeyTable {
         }
     }
 
-    /// Starts loading the slot of `key` into the cache (see [`mem::prefetch`]), and the slot
+    /// Starts loading the slot of `key` into the cache (see `mem::prefetch`), and the slot
     /// three further on: a linear probe often continues past the end of the first slot's line.
     #[inline]
     pub fn prefetch(&self, key: u128) {

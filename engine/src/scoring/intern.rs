@@ -5,7 +5,7 @@
 //! seeds) and 0 marks an empty slot. A slot's position comes from its tag, so the table grows
 //! without rehashing the ids. A lookup usually reads one slot (one cache line, no separate
 //! control bytes); the id itself lives once, in `ids`, and a tag match is confirmed by comparing
-//! ids. The table is backed by huge pages where the host allows ([`super::mem::huge_pages`]) and
+//! ids. The table is backed by huge pages where the host allows (`mem::huge_pages`) and
 //! is not serialized: it is rebuilt from `ids` on restore.
 
 use ahash::RandomState;
@@ -139,7 +139,7 @@ impl Interner {
         }
     }
 
-    /// Starts loading the home slot of `hash` into the cache (see [`mem::prefetch`]), ahead of
+    /// Starts loading the home slot of `hash` into the cache (see `mem::prefetch`), ahead of
     /// [`Interner::candidate`].
     #[inline]
     pub fn prefetch(&self, hash: u64) {
