@@ -19,7 +19,7 @@
 //!    by the later days the newest table starts at the size of a full day, but the accounts hold
 //!    more daily entries (more of them spill to the heap).
 //! 5. Baseline, same batches, same run: a pass that reads every column the core reads and
-//!    hashes each account id (ahash) and event id (MurmurHash3), without state updates.
+//!    hashes each account id (ahash) and event id (XXH3-128), without state updates.
 //!
 //! Then criterion measures the baseline pass on one batch, `apply_batch` of a batch whose events
 //! were all applied before (redeliveries: the dedup path), and `score` reads.
@@ -175,7 +175,7 @@ fn measured_batches(rng: &mut SmallRng, dist: Dist, n: usize, tag: &str, start: 
 }
 
 /// The baseline: read the columns the core reads, hash account ids (the interner's ahash) and
-/// event ids (MurmurHash3, as the core does).
+/// event ids (XXH3-128, as the core does).
 fn baseline_pass(batch: &RecordBatch, hasher: &Interner) -> u64 {
     let ids = batch.column(0).as_string::<i32>();
     let accounts = batch.column(1).as_string::<i32>();
@@ -236,6 +236,7 @@ struct Report {
     cold_s: f64,
 }
 
+#[inline(never)]
 fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, label: &str) -> Phase {
     let (mut apply_hist, mut total_hist) = (hist(), hist());
     let cpu0 = cpu_s();

@@ -30,7 +30,7 @@
 use serde::Serialize;
 
 use super::config::ScoringConfig;
-use super::state::{AccountState, day_of};
+use super::state::{AccountState, DAY_MS, day_of};
 use crate::bgnbd::BgNbdParams;
 use crate::event::EventKind;
 
@@ -131,9 +131,21 @@ pub struct ChurnParts {
 impl ChurnParts {
     /// The parts of the churn risk of `st` at `now_ms`.
     pub fn of(st: &AccountState, now_ms: i64, pop: &Population, decay: &RecencyDecay, cfg: &ScoringConfig) -> Self {
-        let now_day = day_of(now_ms);
+        Self::of_day(st, day_of(now_ms), pop, decay, cfg)
+    }
+
+    /// The parts of the churn risk of `st` on day `now_day` (the risk depends on `now` only
+    /// through its day).
+    #[inline]
+    pub fn of_day(
+        st: &AccountState,
+        now_day: i32,
+        pop: &Population,
+        decay: &RecencyDecay,
+        cfg: &ScoringConfig,
+    ) -> Self {
         let c = &cfg.churn;
-        let rfm = st.rfm(now_day);
+        let rfm = pop.params.and_then(|_| st.rfm(now_day));
         let p_alive = match (pop.params, rfm) {
             (Some(p), Some(r)) => Some(p.p_alive(&r)),
             _ => None,
@@ -145,9 +157,14 @@ impl ChurnParts {
                 Some((_, s)) if s <= c.detractor_max_score => 1.0,
                 _ => 0.0,
             },
-            match st.kind_last_day(EventKind::Downgrade) {
-                Some(d) if d > now_day - cfg.windows.long as i32 => 1.0,
-                _ => 0.0,
+            // A downgrade on a day after `now_day − long`.
+            if st.kind_last_min_at_least(
+                EventKind::Downgrade,
+                (now_day as i64 - cfg.windows.long as i64 + 1) * (DAY_MS / 60_000),
+            ) {
+                1.0
+            } else {
+                0.0
             },
         ];
         let betas = [

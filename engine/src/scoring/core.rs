@@ -48,7 +48,9 @@ use crate::error::EngineError;
 use crate::event::EventKind;
 use crate::schema;
 
-const SNAPSHOT_VERSION: u32 = 2;
+/// Snapshot format version. 3: event id hashes (de-duplication keys, survey tie-break) are
+/// XXH3-128; version 2 held MurmurHash3 hashes, which would not match redeliveries.
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// What one [`ScoringCore::apply_batch`] did.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -199,6 +201,33 @@ pub struct ScoringCore {
     settle_by_bounds: bool,
 }
 
+/// What an evaluation derives from `now` and the config, computed once per batch or sweep.
+#[derive(Debug, Clone, Copy)]
+struct EvalAt {
+    now: i64,
+    now_day: i32,
+    /// Day of the watermark (`now` − lateness): days before it are settled.
+    wm_day: i32,
+    /// First day of the long window.
+    horizon_day: i32,
+    /// First minute of the complaint-spike window.
+    spike_start_min: i64,
+}
+
+impl EvalAt {
+    fn new(now: i64, cfg: &ScoringConfig) -> Self {
+        let now_day = day_of(now);
+        let spike_start = now_day.saturating_sub(cfg.complaint_spike.window_days as i32 - 1);
+        EvalAt {
+            now,
+            now_day,
+            wm_day: day_of(now.saturating_sub(cfg.lateness_days as i64 * DAY_MS)),
+            horizon_day: now_day.saturating_sub(cfg.windows.long as i32 - 1),
+            spike_start_min: spike_start as i64 * (DAY_MS / 60_000),
+        }
+    }
+}
+
 /// How many rows apart the lookup stages of `apply_batch`'s loop run (the de-duplication insert
 /// runs twice as far behind its prefetch).
 const LOOKUP_AHEAD: usize = 8;
@@ -281,8 +310,12 @@ struct Prep {
     /// batch; when that last row turns out to be a duplicate or another account's (a hash
     /// collision), the account is evaluated after the loop instead.
     last_pos: u32,
-    /// The engine's `now` as of this row (for its watermark and eviction horizon).
-    now_at: i64,
+    /// Day of the event's time.
+    day: i32,
+    /// As of this row (the engine's `now` is the greatest event time so far): the day of the
+    /// watermark and the first day of the long window (for eviction).
+    wm_day: i32,
+    horizon_day: i32,
     acct_hash: u64,
     id_hash: u128,
 }
@@ -510,7 +543,15 @@ impl ScoringCore {
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
         rows.reserve(batch.num_rows());
-        // Pass 1: lateness and hashes, reading the batch sequentially.
+        let long = self.st.config.windows.long as i32;
+        let days_at = |now: i64| {
+            (
+                day_of(now.saturating_sub(lateness)),
+                day_of(now).saturating_sub(long - 1),
+            )
+        };
+        let (mut wm_day, mut horizon_day) = days_at(now);
+        // Pass 1: lateness, days and hashes, reading the batch sequentially.
         for (row, &ts) in ts_values.iter().enumerate() {
             if ts < watermark {
                 out.late += 1;
@@ -520,13 +561,16 @@ impl ScoringCore {
             if ts > now {
                 now = ts;
                 watermark = now.saturating_sub(lateness);
+                (wm_day, horizon_day) = days_at(now);
             }
             rows.push(Prep {
                 row: row as u32,
                 idx: 0,
                 dup: false,
                 last_pos: u32::MAX,
-                now_at: now,
+                day: day_of(ts),
+                wm_day,
+                horizon_day,
                 acct_hash: self.interner.hash(cols.account_id.value(row)),
                 id_hash: event_id_hash(cols.event_id.value(row)),
             });
@@ -549,9 +593,9 @@ impl ScoringCore {
         // each run in row order, as plain loops would. With `alerts_on_apply`, an account is
         // evaluated right after its last event of the batch, at the batch's final `now` (while
         // its state is in cache).
-        let (masks, long) = (self.masks, self.st.config.windows.long as i32);
+        let masks = self.masks;
         let quiet = self.st.config.quiet;
-        let batch_now = now;
+        let batch_at = EvalAt::new(now, &self.st.config);
         let n = rows.len();
         const UPDATE_AT: usize = 4 * LOOKUP_AHEAD + UPDATE_LAG;
         let mut unchecked_last = false;
@@ -579,12 +623,10 @@ impl ScoringCore {
                     }
                     p.idx = i;
                 }
-                let day = day_of(ts_values[p.row as usize]);
-                self.st.dedup.prefetch(day, dedup_key(p.idx, p.id_hash));
+                self.st.dedup.prefetch(p.day, dedup_key(p.idx, p.id_hash));
             }
             if let Some(p) = i.checked_sub(4 * LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
-                let day = day_of(ts_values[p.row as usize]);
-                p.dup = !self.st.dedup.insert(day, dedup_key(p.idx, p.id_hash));
+                p.dup = !self.st.dedup.insert(p.day, dedup_key(p.idx, p.id_hash));
                 out.duplicates += p.dup as usize;
             }
             if let Some(q) = (i + PREFETCH_AHEAD).checked_sub(UPDATE_AT).and_then(|j| rows.get(j))
@@ -621,16 +663,15 @@ impl ScoringCore {
                 id_hash: p.id_hash,
             };
             let st = &mut self.st.accounts[p.idx as usize];
-            let horizon_day = day_of(p.now_at).saturating_sub(long - 1);
-            if st.needs_eviction(horizon_day) {
-                st.maintain(day_of(p.now_at.saturating_sub(lateness)), horizon_day, masks, &quiet);
+            if st.needs_eviction(p.horizon_day) {
+                st.maintain(p.wm_day, p.horizon_day, masks, &quiet);
             }
             st.apply(&ev, masks);
             out.applied += 1;
             if inline_eval {
                 if p.last_pos as usize == pos {
                     st.dirty = false;
-                    self.evaluate_account(p.idx, batch_now, &mut out.alerts);
+                    self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
                 } else {
                     unchecked_last = true;
                 }
@@ -644,7 +685,7 @@ impl ScoringCore {
         if inline_eval && unchecked_last {
             for idx in unevaluated_accounts(&rows) {
                 self.st.accounts[idx as usize].dirty = false;
-                self.evaluate_account(idx, batch_now, &mut out.alerts);
+                self.evaluate_account(idx, &batch_at, &mut out.alerts);
             }
         }
         self.scratch = rows;
@@ -676,13 +717,14 @@ impl ScoringCore {
             sink ^= touch(&self.st.accounts[idx as usize]);
         }
         std::hint::black_box(sink);
+        let at = EvalAt::new(now, &self.st.config);
         for &idx in &dirty {
             let st = &mut self.st.accounts[idx as usize];
             if !st.dirty {
                 continue; // evaluated since (inline in apply_batch)
             }
             st.dirty = false;
-            self.evaluate_account(idx, now, &mut alerts);
+            self.evaluate_account(idx, &at, &mut alerts);
         }
         let mut dirty = dirty;
         dirty.clear();
@@ -690,20 +732,20 @@ impl ScoringCore {
         alerts
     }
 
-    /// Maintenance and every alert check of one account at `now`.
-    fn evaluate_account(&mut self, idx: u32, now: i64, alerts: &mut Vec<Alert>) {
+    /// Maintenance and every alert check of one account at `at.now`.
+    fn evaluate_account(&mut self, idx: u32, at: &EvalAt, alerts: &mut Vec<Alert>) {
         let cfg = &self.st.config;
-        let (s, l) = (cfg.windows.short, cfg.windows.long);
-        let now_day = day_of(now);
-        let wm_day = day_of(now.saturating_sub(cfg.lateness_days as i64 * DAY_MS));
-        let horizon_day = now_day.saturating_sub(l as i32 - 1);
-        let id = &self.st.ids[idx as usize];
+        let now = at.now;
+        // The id is read only when an alert is raised: the id list is another random place.
+        let ids = &self.st.ids;
+        let id = || &*ids[idx as usize];
         let st = &mut self.st.accounts[idx as usize];
-        if st.needs_eviction(horizon_day) {
-            st.maintain(wm_day, horizon_day, self.masks, &cfg.quiet);
+        if st.needs_eviction(at.horizon_day) {
+            st.maintain(at.wm_day, at.horizon_day, self.masks, &cfg.quiet);
         }
         // Recovered: an interaction after the quiet episode started.
         if st.quiet_since_ms != i64::MIN && st.last_interaction_ms > st.quiet_since_ms {
+            let id = id();
             let silent = (st.last_interaction_ms - st.quiet_since_ms) as f64 / DAY_MS as f64;
             let (gap, _) = st.cadence(self.masks, &cfg.quiet);
             let thr = gap.map_or(f64::NAN, |g| g * cfg.quiet.k);
@@ -735,19 +777,18 @@ impl ScoringCore {
         // need a walk over the daily entries; it is skipped when the decisions cannot depend on
         // it: the risk's bounds over every engagement hazard are on one side of the threshold in
         // play, and no complaint falls in the spike window (then the count is 0).
-        let spike = cfg.complaint_spike;
-        let c = cfg.churn;
-        let parts = ChurnParts::of(st, now, &self.st.population, &self.decay, cfg);
+        let (spike, c) = (&cfg.complaint_spike, &cfg.churn);
+        let now_day = at.now_day;
+        let parts = ChurnParts::of_day(st, now_day, &self.st.population, &self.decay, cfg);
         let engagement_matters = !self.settle_by_bounds
             || if st.churn_alerted {
                 parts.risk_with(0.0) < c.threshold - c.hysteresis
             } else {
                 parts.risk_with(1.0) >= c.threshold
             };
-        let spike_start = now_day.saturating_sub(spike.window_days as i32 - 1);
-        let complaints_in_window = st.kind_last_day(EventKind::Complaint).is_some_and(|d| d >= spike_start);
+        let complaints_in_window = st.kind_last_min_at_least(EventKind::Complaint, at.spike_start_min);
         let h = if engagement_matters || complaints_in_window {
-            st.hot_sums(now_day, s, l, spike.window_days)
+            st.hot_sums(now_day, cfg.windows.short, cfg.windows.long, spike.window_days)
         } else {
             HotSums::default()
         };
@@ -755,6 +796,7 @@ impl ScoringCore {
         let churn = engagement_matters
             .then(|| parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg)));
         if let Some(churn) = churn.filter(|ch| !st.churn_alerted && ch.risk >= c.threshold) {
+            let id = id();
             st.churn_alerted = true;
             let start = now_day as i64 * DAY_MS;
             alerts.push(Alert::new(
@@ -774,6 +816,7 @@ impl ScoringCore {
         }
         if h.complaints_spike >= spike.count {
             if !st.spike_active {
+                let id = id();
                 st.spike_active = true;
                 let start = h.first_spike_day.unwrap_or(now_day) as i64 * DAY_MS;
                 alerts.push(Alert::new(
@@ -789,7 +832,7 @@ impl ScoringCore {
                     ),
                 ));
             }
-        } else {
+        } else if st.spike_active {
             st.spike_active = false;
         }
     }
@@ -843,8 +886,9 @@ impl ScoringCore {
         let today = day_of(now);
         if today > self.st.swept_day && self.now_ms().is_some() {
             self.st.swept_day = today;
+            let at = EvalAt::new(now, &self.st.config);
             for idx in 0..self.st.accounts.len() as u32 {
-                self.evaluate_account(idx, now, &mut alerts);
+                self.evaluate_account(idx, &at, &mut alerts);
                 let score = self.compute(idx as usize, now).0;
                 self.st.accounts[idx as usize].record_history(today, score);
             }
@@ -1201,7 +1245,9 @@ mod tests {
             idx,
             dup,
             last_pos: u32::MAX,
-            now_at: 0,
+            day: 0,
+            wm_day: 0,
+            horizon_day: 0,
             acct_hash,
             id_hash: 0,
         }

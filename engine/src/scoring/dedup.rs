@@ -5,7 +5,7 @@
 //!
 //! A duplicate is a redelivery of the same event, so it has the same `account_id` and `ts` as the
 //! original. The key of an event is `account index (32 bits) ‖ low 96 bits of
-//! MurmurHash3_x64_128(event_id)`, kept in the set of the event's day. Two different events are
+//! XXH3-128(event_id)`, kept in the set of the event's day. Two different events are
 //! taken for duplicates only when they belong to the same account, fall on the same day and
 //! their 96-bit id hashes are equal: for `n` distinct ids of one account and day the probability
 //! of any such collision is at most `n² / 2^97` (`n` = 10^6 gives 6.3·10^-18). Keeping the ids

@@ -1,87 +1,18 @@
-//! A stable 128-bit hash (MurmurHash3 x64_128) for event ids.
+//! A stable 128-bit hash (XXH3-128) for event ids.
 //!
 //! De-duplication keys are kept in snapshots and restored on other machines and builds, so the
 //! hash must not depend on the process (unlike `ahash`, whose output may change with the CPU's
-//! features or the crate version). MurmurHash3 is specified byte for byte; the tests check the
-//! reference vectors.
+//! features or the crate version). XXH3 is specified byte for byte (its output is the same on
+//! every platform and instruction set); the tests check vectors of the reference C library.
+//! It replaced MurmurHash3 x64_128 (snapshot version 3): for ids of 17-128 bytes it is a few
+//! multiply-folds instead of a block loop and a byte-wise tail.
 
-const C1: u64 = 0x87c3_7b91_1142_53d5;
-const C2: u64 = 0x4cf5_ad43_2745_937f;
+use twox_hash::XxHash3_128;
 
-#[inline]
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
-}
-
-#[inline]
-fn mix_k1(k1: u64) -> u64 {
-    k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2)
-}
-
-#[inline]
-fn mix_k2(k2: u64) -> u64 {
-    k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1)
-}
-
-/// MurmurHash3_x64_128 of `bytes` with `seed`, as `(h1, h2)` (the reference's two output words).
-pub fn murmur3_x64_128(bytes: &[u8], seed: u64) -> (u64, u64) {
-    let mut h1 = seed;
-    let mut h2 = seed;
-    let mut blocks = bytes.chunks_exact(16);
-    for block in &mut blocks {
-        let (a, b) = block.split_at(8);
-        let k1 = u64::from_le_bytes(a.try_into().expect("8 bytes"));
-        let k2 = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        h1 ^= mix_k1(k1);
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
-        h2 ^= mix_k2(k2);
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
-    }
-    let tail = blocks.remainder();
-    if tail.len() > 8 {
-        let mut k2 = 0u64;
-        for (i, &b) in tail[8..].iter().enumerate() {
-            k2 |= (b as u64) << (8 * i);
-        }
-        h2 ^= mix_k2(k2);
-    }
-    if !tail.is_empty() {
-        let mut k1 = 0u64;
-        for (i, &b) in tail[..tail.len().min(8)].iter().enumerate() {
-            k1 |= (b as u64) << (8 * i);
-        }
-        h1 ^= mix_k1(k1);
-    }
-    let len = bytes.len() as u64;
-    h1 ^= len;
-    h2 ^= len;
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    h1 = fmix64(h1);
-    h2 = fmix64(h2);
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    (h1, h2)
-}
-
-/// The 128-bit hash of an event id, `h2 << 64 | h1`, seed 0.
+/// The 128-bit hash of an event id: XXH3-128, seed 0.
 #[inline]
 pub fn event_id_hash(id: &str) -> u128 {
-    let (h1, h2) = murmur3_x64_128(id.as_bytes(), 0);
-    ((h2 as u128) << 64) | h1 as u128
+    XxHash3_128::oneshot(id.as_bytes())
 }
 
 #[cfg(test)]
@@ -90,17 +21,22 @@ mod tests {
 
     #[test]
     fn reference_vectors() {
-        // Published MurmurHash3_x64_128 vectors (the reference C++ implementation).
-        assert_eq!(murmur3_x64_128(b"", 0), (0, 0));
+        // From the reference C library (libxxhash through Python's `xxhash` 3.x,
+        // `xxh3_128_hexdigest`), one per input-length branch of XXH3: 0, 4-8, 17-128 and
+        // 129-240 bytes.
+        assert_eq!(event_id_hash(""), 0x99aa06d3014798d86001c324468d497f);
+        assert_eq!(event_id_hash("hello"), 0xb5e9c1ad071b3e7fc779cfaa5e523818);
         assert_eq!(
-            murmur3_x64_128(b"The quick brown fox jumps over the lazy dog", 0),
-            (0xe34b_bc7b_bc07_1b6c, 0x7a43_3ca9_c49a_9347)
+            event_id_hash("evt-0000001-abcdefgh"),
+            0xe7a76e3870ccae72bceb58bec089e56f
         );
-        assert_eq!(murmur3_x64_128(b"hello", 0).0, 0xcbd8_a7b3_41bd_9b02);
         assert_eq!(
-            murmur3_x64_128(b"hello", 42),
-            (0xc4b8_b3c9_60af_6f08, 0x2334_b875_b0ef_bc7a)
+            event_id_hash("The quick brown fox jumps over the lazy dog"),
+            0xddd650205ca3e7fa24a1cc2e3a8a7651
         );
+        let long: String = (0..200u8).map(|b| (b % 128) as char).collect();
+        assert_eq!(long.len(), 200);
+        assert_eq!(event_id_hash(&long), 0x2c7e11e68e49e59fdeaafff620ca67b0);
     }
 
     #[test]

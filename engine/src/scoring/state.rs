@@ -430,7 +430,16 @@ impl AccountState {
         if n > INLINE_ID {
             return None;
         }
-        Some(n == id.len() && self.id_inline[..n] == *id.as_bytes())
+        let b = id.as_bytes();
+        if n != b.len() {
+            return Some(false);
+        }
+        if n < 8 {
+            return Some(self.id_inline[..n] == *b);
+        }
+        // 8-16 bytes: two (overlapping) words cover them, compared without a `memcmp` call.
+        let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        Some(word(&self.id_inline, 0) == word(b, 0) && word(&self.id_inline, n - 8) == word(b, n - 8))
     }
 }
 
@@ -731,6 +740,15 @@ impl AccountState {
             .then(|| (self.kind_last_min[kind as usize] as i64 * MINUTE_MS).div_euclid(DAY_MS) as i32)
     }
 
+    /// True when the last event of a kind is at or after minute `min` (epoch minutes; false when
+    /// none): `kind_last_day(kind) >= Some(d)` is `kind_last_min_at_least(kind, d · 1440)`, without
+    /// the division.
+    #[inline]
+    pub fn kind_last_min_at_least(&self, kind: EventKind, min: i64) -> bool {
+        let m = self.kind_last_min[kind as usize];
+        m != i32::MIN && m as i64 >= min
+    }
+
     /// First and last event time of a kind, floored to the minute.
     pub fn kind_seen_ms(&self, kind: EventKind) -> Option<(i64, i64)> {
         let i = kind as usize;
@@ -932,5 +950,22 @@ mod tests {
         let long = AccountState::with_id("an-account-id-longer-than-16-bytes");
         assert_eq!(long.inline_id_is("an-account-id-longer-than-16-bytes"), None);
         assert_eq!(AccountState::with_id("").inline_id_is(""), Some(true));
+        // Every inline length, and a difference at every position (the compare reads 8-16 byte
+        // ids as two overlapping words).
+        let base = "abcdefghijklmnop";
+        for n in 0..=INLINE_ID {
+            let id = &base[..n];
+            let s = AccountState::with_id(id);
+            assert_eq!(s.inline_id_is(id), Some(true), "length {n}");
+            for at in 0..n {
+                let mut other = id.as_bytes().to_vec();
+                other[at] = b'X';
+                let other = String::from_utf8(other).expect("ascii");
+                assert_eq!(s.inline_id_is(&other), Some(false), "length {n}, byte {at}");
+            }
+            if n < INLINE_ID {
+                assert_eq!(s.inline_id_is(&base[..n + 1]), Some(false), "length {n} + 1");
+            }
+        }
     }
 }
