@@ -40,7 +40,7 @@ use super::hash::event_id_hash;
 use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
 use super::intern::Interner;
 use super::mem;
-use super::state::{AccountState, DAY_MS, Ev, HotSums, Masks, ValueField, WindowSums, day_of, value_field};
+use super::state::{AccountState, DAY_MS, Ev, HotSums, Masks, Settled, ValueField, WindowSums, day_of, value_field};
 use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
 use crate::bgnbd::{self, BgNbdFit, Rfm};
@@ -221,12 +221,23 @@ impl EvalAt {
         EvalAt {
             now,
             now_day,
-            wm_day: day_of(now.saturating_sub(cfg.lateness_days as i64 * DAY_MS)),
+            wm_day: now_day.saturating_sub(cfg.lateness_days as i32),
             horizon_day: now_day.saturating_sub(cfg.windows.long as i32 - 1),
             spike_start_min: spike_start as i64 * (DAY_MS / 60_000),
         }
     }
 }
+
+/// Kinds whose events cannot raise what a settled evaluation bounded (see [`Settled`]), unless
+/// configured as transactions: the churn risk's base (the recency rule only moves forward with
+/// the last interaction or the last time seen; BG/NBD reads transactions; cancellation reads
+/// signups, purchases and renewals), its hazards (complaints, surveys, downgrades) and the
+/// complaint count. Activity, tickets, meetings and referrals.
+const SETTLE_KEEPING: u16 = 1 << EventKind::Activity as u16
+    | 1 << EventKind::TicketOpened as u16
+    | 1 << EventKind::TicketClosed as u16
+    | 1 << EventKind::Meeting as u16
+    | 1 << EventKind::Referral as u16;
 
 /// How many rows apart the lookup stages of `apply_batch`'s loop run (the de-duplication insert
 /// runs twice as far behind its prefetch).
@@ -302,9 +313,13 @@ fn unevaluated_accounts(rows: &[Prep]) -> Vec<u32> {
 /// One non-late row of a batch between the passes of `apply_batch`.
 #[derive(Debug, Clone, Copy)]
 struct Prep {
+    id_hash: u128,
+    acct_hash: u64,
+    ts_ms: i64,
+    /// The kind's value field (see `value_field`), when `has_value`.
+    value: f64,
     row: u32,
     idx: u32,
-    dup: bool,
     /// Position in the rows of the last row with the same account hash. When it is this row's
     /// own position (and the row is not a duplicate), the row is its account's last of the
     /// batch; when that last row turns out to be a duplicate or another account's (a hash
@@ -312,13 +327,17 @@ struct Prep {
     last_pos: u32,
     /// Day of the event's time.
     day: i32,
-    /// As of this row (the engine's `now` is the greatest event time so far): the day of the
-    /// watermark and the first day of the long window (for eviction).
-    wm_day: i32,
-    horizon_day: i32,
-    acct_hash: u64,
-    id_hash: u128,
+    /// Day of the engine's `now` as of this row (the greatest event time so far): sets the
+    /// watermark day and the first day of the long window, for eviction.
+    now_day: i32,
+    kind: EventKind,
+    has_value: bool,
+    dup: bool,
 }
+
+/// The update stage reads a row's fields from its `Prep`, not from the batch's columns: one
+/// line per row, read in order.
+const _: () = assert!(std::mem::size_of::<Prep>() <= 64);
 
 impl PartialEq for ScoringCore {
     /// Equal snapshot contents (the interner is derived from the ids).
@@ -418,7 +437,8 @@ fn touch(st: &AccountState) -> i64 {
 
 #[inline]
 fn opt(a: &Float64Array, row: usize) -> Option<f64> {
-    if a.is_valid(row) { Some(a.value(row)) } else { None }
+    // The null buffer directly: `Array::is_valid` is an out-of-line call here.
+    a.nulls().is_none_or(|n| n.is_valid(row)).then(|| a.value(row))
 }
 
 impl ScoringCore {
@@ -543,15 +563,9 @@ impl ScoringCore {
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
         rows.reserve(batch.num_rows());
-        let long = self.st.config.windows.long as i32;
-        let days_at = |now: i64| {
-            (
-                day_of(now.saturating_sub(lateness)),
-                day_of(now).saturating_sub(long - 1),
-            )
-        };
-        let (mut wm_day, mut horizon_day) = days_at(now);
-        // Pass 1: lateness, days and hashes, reading the batch sequentially.
+        let mut now_day = day_of(now);
+        // Pass 1: lateness, days, hashes and the fields the update reads, reading the batch's
+        // columns sequentially.
         for (row, &ts) in ts_values.iter().enumerate() {
             if ts < watermark {
                 out.late += 1;
@@ -561,18 +575,28 @@ impl ScoringCore {
             if ts > now {
                 now = ts;
                 watermark = now.saturating_sub(lateness);
-                (wm_day, horizon_day) = days_at(now);
+                now_day = day_of(now);
             }
+            let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
+            let value = match value_field(kind) {
+                ValueField::None => None,
+                ValueField::Amount => opt(cols.amount, row),
+                ValueField::Cost => opt(cols.cost, row),
+                ValueField::Score => opt(cols.score, row),
+            };
             rows.push(Prep {
+                id_hash: event_id_hash(cols.event_id.value(row)),
+                acct_hash: self.interner.hash(cols.account_id.value(row)),
+                ts_ms: ts,
+                value: value.unwrap_or(0.0),
                 row: row as u32,
                 idx: 0,
-                dup: false,
                 last_pos: u32::MAX,
                 day: day_of(ts),
-                wm_day,
-                horizon_day,
-                acct_hash: self.interner.hash(cols.account_id.value(row)),
-                id_hash: event_id_hash(cols.event_id.value(row)),
+                now_day,
+                kind,
+                has_value: value.is_some(),
+                dup: false,
             });
         }
         if now != i64::MIN {
@@ -593,7 +617,13 @@ impl ScoringCore {
         // each run in row order, as plain loops would. With `alerts_on_apply`, an account is
         // evaluated right after its last event of the batch, at the batch's final `now` (while
         // its state is in cache).
-        let masks = self.masks;
+        let (masks, long) = (self.masks, self.st.config.windows.long as i32);
+        let lateness_days = self.st.config.lateness_days as i32;
+        let keeps_settled = if self.settle_by_bounds {
+            SETTLE_KEEPING & !masks.transaction
+        } else {
+            0
+        };
         let quiet = self.st.config.quiet;
         let batch_at = EvalAt::new(now, &self.st.config);
         let n = rows.len();
@@ -648,30 +678,36 @@ impl ScoringCore {
             if p.dup {
                 continue;
             }
-            let row = p.row as usize;
-            let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
-            let value = match value_field(kind) {
-                ValueField::None => None,
-                ValueField::Amount => opt(cols.amount, row),
-                ValueField::Cost => opt(cols.cost, row),
-                ValueField::Score => opt(cols.score, row),
-            };
             let ev = Ev {
-                ts_ms: ts_values[row],
-                kind,
-                value,
+                ts_ms: p.ts_ms,
+                day: p.day,
+                kind: p.kind,
+                value: p.has_value.then_some(p.value),
                 id_hash: p.id_hash,
             };
             let st = &mut self.st.accounts[p.idx as usize];
-            if st.needs_eviction(p.horizon_day) {
-                st.maintain(p.wm_day, p.horizon_day, masks, &quiet);
+            let horizon_day = p.now_day.saturating_sub(long - 1);
+            if st.needs_eviction(horizon_day) {
+                st.maintain(p.now_day.saturating_sub(lateness_days), horizon_day, masks, &quiet);
+            }
+            // The recency rule's day moves back when the first interaction is older than the
+            // last time seen: that event does not keep a settled evaluation either.
+            if keeps_settled & (1 << p.kind as u16) == 0 || st.last_interaction_ms == i64::MIN {
+                st.settled = Settled::NONE;
             }
             st.apply(&ev, masks);
             out.applied += 1;
             if inline_eval {
                 if p.last_pos as usize == pos {
-                    st.dirty = false;
-                    self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
+                    if st.settled.0 == batch_at.now_day && !st.dirty && !st.key {
+                        // Still settled: the evaluation would change nothing but eviction.
+                        if st.needs_eviction(batch_at.horizon_day) {
+                            st.maintain(batch_at.wm_day, batch_at.horizon_day, masks, &quiet);
+                        }
+                    } else {
+                        st.dirty = false;
+                        self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
+                    }
                 } else {
                     unchecked_last = true;
                 }
@@ -835,6 +871,13 @@ impl ScoringCore {
         } else if st.spike_active {
             st.spike_active = false;
         }
+        let settled = !engagement_matters
+            && !complaints_in_window
+            && !st.key
+            && st.quiet_since_ms == i64::MIN
+            && !st.churn_alerted
+            && !st.spike_active;
+        st.settled = if settled { Settled(now_day) } else { Settled::NONE };
     }
 
     /// Advances the engine clock to `now_ms` (event-time watermark in replay, wall clock when
@@ -1100,6 +1143,7 @@ impl ScoringCore {
                 self.decay = RecencyDecay::new(median);
             }
         }
+        self.unsettle_all();
         Ok(fit)
     }
 
@@ -1107,6 +1151,14 @@ impl ScoringCore {
     pub fn set_population(&mut self, population: Population) {
         self.st.population = population;
         self.decay = RecencyDecay::new(population.typical_gap_days);
+        self.unsettle_all();
+    }
+
+    /// Forgets every settled evaluation (the churn risk's base depends on the population).
+    fn unsettle_all(&mut self) {
+        for st in &mut self.st.accounts {
+            st.settled = Settled::NONE;
+        }
     }
 
     /// Sizes and counters.
@@ -1246,10 +1298,13 @@ mod tests {
             dup,
             last_pos: u32::MAX,
             day: 0,
-            wm_day: 0,
-            horizon_day: 0,
+            now_day: 0,
             acct_hash,
             id_hash: 0,
+            ts_ms: 0,
+            value: 0.0,
+            kind: EventKind::Activity,
+            has_value: false,
         }
     }
 
@@ -1271,6 +1326,50 @@ mod tests {
         assert_eq!(last, [3, 5, 4, 3, 4, 5]);
         // Evaluated in the loop: rows 3 (account 2) and 4 (account 4); left: 1 and 3.
         assert_eq!(unevaluated_accounts(&rows), [1, 3]);
+    }
+
+    #[test]
+    fn a_first_interaction_older_than_the_last_time_seen_unsettles() {
+        use crate::event::Event;
+        use crate::scoring::testing::events_to_batch;
+        // Recency rule with τ = 1 day: base = 1 − 2^(−d/2). A closed ticket (not an interaction)
+        // on day 20, evaluated on day 21: d = 1, base 0.293, risk at most
+        // 1 − 0.707 · (1 − 0.3) = 0.505 < 0.7 whatever the engagement: settled. Then a late
+        // activity of day 14 (within the 7-day lateness) is the first interaction: d = 7,
+        // base = 1 − 2^(−3.5) = 0.912 ≥ 0.7, a churn alert, although activity keeps a settled
+        // evaluation otherwise. With the engagement hazard (no activity in the last 7 days
+        // against one the day before: ratio 0, hazard 1) the risk is 1 − 2^(−3.5) · (1 − 0.3).
+        let mut cfg = ScoringConfig::default();
+        cfg.churn.default_purchase_gap_days = 1.0;
+        let mut core = ScoringCore::new(cfg).expect("config");
+        let ev = |id: &str, day: i64, kind| Event {
+            event_id: id.into(),
+            account_id: "a".into(),
+            ts_ms: day * DAY_MS + 3_600_000,
+            kind,
+            user_id: None,
+            amount: None,
+            cost: Some(1.0),
+            score: None,
+            category: None,
+            attrs: None,
+        };
+        let out = core
+            .apply_batch(&events_to_batch(&[ev("t", 20, EventKind::TicketClosed)]))
+            .expect("valid");
+        assert!(out.alerts.is_empty());
+        assert!(core.advance_clock(21 * DAY_MS).is_empty(), "day 21's sweep: settled");
+        assert_eq!(core.st.accounts[0].settled.0, 21);
+        let out = core
+            .apply_batch(&events_to_batch(&[ev("x", 14, EventKind::Activity)]))
+            .expect("valid");
+        assert_eq!(out.alerts.len(), 1, "{:?}", out.alerts);
+        assert_eq!(out.alerts[0].kind, AlertKind::ChurnRisk);
+        assert!(
+            (out.alerts[0].value - (1.0 - 2f64.powf(-3.5) * 0.7)).abs() < 1e-12,
+            "{}",
+            out.alerts[0].value
+        );
     }
 
     #[test]

@@ -252,11 +252,26 @@ impl<'de> Deserialize<'de> for Entries {
 #[derive(Debug, Clone, Copy)]
 pub struct Ev {
     pub ts_ms: i64,
+    /// `day_of(ts_ms)` (the core computes it once per row; [`Ev::new`] fills it in).
+    pub day: i32,
     pub kind: EventKind,
     /// The kind's value field (see [`value_field`]), if present.
     pub value: Option<f64>,
     /// 128-bit hash of the event id (tie-break of the latest survey).
     pub id_hash: u128,
+}
+
+impl Ev {
+    /// An event at `ts_ms` of `kind`, with its value field and id hash.
+    pub fn new(ts_ms: i64, kind: EventKind, value: Option<f64>, id_hash: u128) -> Self {
+        Ev {
+            ts_ms,
+            day: day_of(ts_ms),
+            kind,
+            value,
+            id_hash,
+        }
+    }
 }
 
 /// Which field of an event is the value summed in its daily entry.
@@ -338,6 +353,10 @@ pub struct AccountState {
     pub oldest_day: i32,
     /// Touched since the last alert evaluation.
     pub dirty: bool,
+    /// The day of the last evaluation when it was settled by bounds with no alert in play (see
+    /// [`Settled`]).
+    #[serde(skip)]
+    pub settled: Settled,
     /// Latest survey answer: `(ts, id-hash tie-break)` and its score.
     pub survey_ts_ms: i64,
     pub survey_score: f64,
@@ -358,6 +377,33 @@ pub struct AccountState {
     pub kind_first_min: [i32; EventKind::COUNT],
     /// Accounts-dimension attributes, when a record was upserted.
     pub meta: Option<Box<AccountMeta>>,
+}
+
+/// The day (`now_day`) on which the account's last alert evaluation was settled by bounds: not a
+/// key account, not quiet, no churn or spike alert active, no complaint in the spike window, and
+/// the churn risk below the threshold whatever the engagement. Events that cannot raise that
+/// bound (see `ScoringCore`'s `SETTLE_KEEPING`) keep it; every other event clears it. While it
+/// equals the batch's day the evaluation of the account would change nothing, and is skipped.
+/// Derived: not serialized (a restored core evaluates every account in full once), ignored by
+/// `==`, cleared when the population model changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled(pub i32);
+
+impl Settled {
+    /// Not settled.
+    pub const NONE: Settled = Settled(NO_DAY);
+}
+
+impl Default for Settled {
+    fn default() -> Self {
+        Settled::NONE
+    }
+}
+
+impl PartialEq for Settled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn no_id() -> u8 {
@@ -396,6 +442,7 @@ impl Default for AccountState {
             churn_alerted: false,
             spike_active: false,
             dirty: false,
+            settled: Settled::NONE,
             id_inline: [0; INLINE_ID],
             id_len: u8::MAX,
         }
@@ -533,7 +580,8 @@ impl AccountState {
         if interaction {
             self.last_interaction_ms = self.last_interaction_ms.max(ev.ts_ms);
         }
-        let day = day_of(ev.ts_ms);
+        let day = ev.day;
+        debug_assert_eq!(day, day_of(ev.ts_ms));
         match ev.kind {
             EventKind::TicketOpened => self.tickets_opened = self.tickets_opened.saturating_add(1),
             EventKind::TicketClosed => self.tickets_closed = self.tickets_closed.saturating_add(1),
@@ -861,15 +909,7 @@ mod tests {
             for k in [EventKind::Activity, EventKind::Complaint, EventKind::Activity] {
                 if (day * 7 + k as i64) % 3 != 0 {
                     t += 1;
-                    s.apply(
-                        &Ev {
-                            ts_ms: day * DAY_MS + 1000,
-                            kind: k,
-                            value: Some(1.0),
-                            id_hash: t,
-                        },
-                        m,
-                    );
+                    s.apply(&Ev::new(day * DAY_MS + 1000, k, Some(1.0), t), m);
                 }
             }
         }
@@ -912,15 +952,7 @@ mod tests {
         let n = INLINE_ENTRIES as i64 + 5;
         // Days in descending order: every entry is inserted at the front.
         for (i, day) in (0..n).rev().enumerate() {
-            s.apply(
-                &Ev {
-                    ts_ms: day * DAY_MS,
-                    kind: EventKind::Activity,
-                    value: None,
-                    id_hash: i as u128,
-                },
-                m,
-            );
+            s.apply(&Ev::new(day * DAY_MS, EventKind::Activity, None, i as u128), m);
         }
         assert_eq!(s.entries.len(), n as usize);
         assert!(s.entries.heap_bytes() > 0, "spilled");
