@@ -629,92 +629,120 @@ impl ScoringCore {
         let n = rows.len();
         const UPDATE_AT: usize = 4 * LOOKUP_AHEAD + UPDATE_LAG;
         let mut unchecked_last = false;
-        for i in 0..n + UPDATE_AT {
-            if let Some(p) = rows.get(i) {
-                self.interner.prefetch(p.acct_hash);
-            }
-            if let Some(p) = i.checked_sub(LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
-                p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
-                if let Some(st) = self.st.accounts.get(p.idx as usize) {
-                    mem::prefetch(st, 1);
-                }
-            }
-            if let Some(p) = i.checked_sub(2 * LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
-                let id = cols.account_id.value(p.row as usize);
-                let same = self.st.accounts.get(p.idx as usize).is_some_and(|st| {
-                    st.inline_id_is(id)
-                        .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
-                });
-                if !same {
-                    let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
-                    if new {
-                        push_account(&mut self.st.accounts, AccountState::with_id(id));
-                        out.new_accounts += 1;
-                    }
-                    p.idx = i;
-                }
-                self.st.dedup.prefetch(p.day, dedup_key(p.idx, p.id_hash));
-            }
-            if let Some(p) = i.checked_sub(4 * LOOKUP_AHEAD).and_then(|j| rows.get_mut(j)) {
-                p.dup = !self.st.dedup.insert(p.day, dedup_key(p.idx, p.id_hash));
-                out.duplicates += p.dup as usize;
-            }
-            if let Some(q) = (i + PREFETCH_AHEAD).checked_sub(UPDATE_AT).and_then(|j| rows.get(j))
-                && !q.dup
-            {
-                mem::prefetch(&self.st.accounts[q.idx as usize], STATE_LINES);
-            }
-            if let Some(q) = (i + PREFETCH_AHEAD / 2)
-                .checked_sub(UPDATE_AT)
-                .and_then(|j| rows.get(j))
-                && !q.dup
-            {
-                self.st.accounts[q.idx as usize].entries.prefetch();
-            }
-            let Some(pos) = i.checked_sub(UPDATE_AT).filter(|&j| j < n) else {
-                continue;
-            };
-            let p = rows[pos];
-            if p.dup {
-                continue;
-            }
-            let ev = Ev {
-                ts_ms: p.ts_ms,
-                day: p.day,
-                kind: p.kind,
-                value: p.has_value.then_some(p.value),
-                id_hash: p.id_hash,
-            };
-            let st = &mut self.st.accounts[p.idx as usize];
-            let horizon_day = p.now_day.saturating_sub(long - 1);
-            if st.needs_eviction(horizon_day) {
-                st.maintain(p.now_day.saturating_sub(lateness_days), horizon_day, masks, &quiet);
-            }
-            // The recency rule's day moves back when the first interaction is older than the
-            // last time seen: that event does not keep a settled evaluation either.
-            if keeps_settled & (1 << p.kind as u16) == 0 || st.last_interaction_ms == i64::MIN {
-                st.settled = Settled::NONE;
-            }
-            st.apply(&ev, masks);
-            out.applied += 1;
-            if inline_eval {
-                if p.last_pos as usize == pos {
-                    if st.settled.0 == batch_at.now_day && !st.dirty && !st.key {
-                        // Still settled: the evaluation would change nothing but eviction.
-                        if st.needs_eviction(batch_at.horizon_day) {
-                            st.maintain(batch_at.wm_day, batch_at.horizon_day, masks, &quiet);
-                        }
-                    } else {
-                        st.dirty = false;
-                        self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
-                    }
+        // The position `i + plus - minus` when it is a row; while ramping (the first and last
+        // `UPDATE_AT` steps) some stages have no row, in between every stage has one and the
+        // checks are compiled out.
+        macro_rules! row_at {
+            ($ramp:expr, $i:expr, $plus:expr, $minus:expr) => {
+                if $ramp {
+                    ($i + $plus).checked_sub($minus).filter(|&j| j < n)
                 } else {
-                    unchecked_last = true;
+                    Some($i + $plus - $minus)
                 }
-            } else if !st.dirty {
-                st.dirty = true;
-                self.st.dirty.push(p.idx);
-            }
+            };
+        }
+        macro_rules! step {
+            ($ramp:expr, $i:expr) => {{
+                let i: usize = $i;
+                if let Some(j) = row_at!($ramp, i, 0, 0) {
+                    self.interner.prefetch(rows[j].acct_hash);
+                }
+                if let Some(j) = row_at!($ramp, i, 0, LOOKUP_AHEAD) {
+                    let p = &mut rows[j];
+                    p.idx = self.interner.candidate(p.acct_hash).unwrap_or(u32::MAX);
+                    if let Some(st) = self.st.accounts.get(p.idx as usize) {
+                        mem::prefetch(st, 1);
+                    }
+                }
+                if let Some(j) = row_at!($ramp, i, 0, 2 * LOOKUP_AHEAD) {
+                    let p = &mut rows[j];
+                    let id = cols.account_id.value(p.row as usize);
+                    let same = self.st.accounts.get(p.idx as usize).is_some_and(|st| {
+                        st.inline_id_is(id)
+                            .unwrap_or_else(|| *self.st.ids[p.idx as usize] == *id)
+                    });
+                    if !same {
+                        let (i, new) = self.interner.intern(p.acct_hash, id, &mut self.st.ids);
+                        if new {
+                            push_account(&mut self.st.accounts, AccountState::with_id(id));
+                            out.new_accounts += 1;
+                        }
+                        p.idx = i;
+                    }
+                    self.st.dedup.prefetch(p.day, dedup_key(p.idx, p.id_hash));
+                }
+                if let Some(j) = row_at!($ramp, i, 0, 4 * LOOKUP_AHEAD) {
+                    let p = &mut rows[j];
+                    p.dup = !self.st.dedup.insert(p.day, dedup_key(p.idx, p.id_hash));
+                    out.duplicates += p.dup as usize;
+                }
+                if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
+                    && !rows[j].dup
+                {
+                    mem::prefetch(&self.st.accounts[rows[j].idx as usize], STATE_LINES);
+                }
+                if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD / 2, UPDATE_AT)
+                    && !rows[j].dup
+                {
+                    self.st.accounts[rows[j].idx as usize].entries.prefetch();
+                }
+                if let Some(pos) = row_at!($ramp, i, 0, UPDATE_AT)
+                    && !rows[pos].dup
+                {
+                    let p = rows[pos];
+                    let ev = Ev {
+                        ts_ms: p.ts_ms,
+                        day: p.day,
+                        kind: p.kind,
+                        value: p.has_value.then_some(p.value),
+                        id_hash: p.id_hash,
+                    };
+                    let st = &mut self.st.accounts[p.idx as usize];
+                    let horizon_day = p.now_day.saturating_sub(long - 1);
+                    if st.needs_eviction(horizon_day) {
+                        st.maintain(
+                            p.now_day.saturating_sub(lateness_days),
+                            horizon_day,
+                            masks,
+                            &quiet,
+                        );
+                    }
+                    // The recency rule's day moves back when the first interaction is older than
+                    // the last time seen: that event does not keep a settled evaluation either.
+                    if keeps_settled & (1 << p.kind as u16) == 0 || st.last_interaction_ms == i64::MIN {
+                        st.settled = Settled::NONE;
+                    }
+                    st.apply(&ev, masks);
+                    out.applied += 1;
+                    if inline_eval {
+                        if p.last_pos as usize == pos {
+                            if st.settled.0 == batch_at.now_day && !st.dirty && !st.key {
+                                // Still settled: the evaluation would change nothing but eviction.
+                                if st.needs_eviction(batch_at.horizon_day) {
+                                    st.maintain(batch_at.wm_day, batch_at.horizon_day, masks, &quiet);
+                                }
+                            } else {
+                                st.dirty = false;
+                                self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
+                            }
+                        } else {
+                            unchecked_last = true;
+                        }
+                    } else if !st.dirty {
+                        st.dirty = true;
+                        self.st.dirty.push(p.idx);
+                    }
+                }
+            }};
+        }
+        for i in 0..UPDATE_AT {
+            step!(true, i);
+        }
+        for i in UPDATE_AT..n {
+            step!(false, i);
+        }
+        for i in n.max(UPDATE_AT)..n + UPDATE_AT {
+            step!(true, i);
         }
         // Rows whose hash group's last row was a duplicate or another account's: their
         // accounts were not evaluated in the loop (each account once, after all its rows).

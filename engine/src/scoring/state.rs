@@ -162,7 +162,10 @@ impl Entries {
         }
         let n = self.len as usize;
         if n < INLINE_ENTRIES {
-            self.inline.copy_within(i..n, i + 1);
+            // Most entries are of the newest day and go last: no move (and no `memmove` call).
+            if i < n {
+                self.inline.copy_within(i..n, i + 1);
+            }
             self.inline[i] = e;
             self.len += 1;
         } else {
