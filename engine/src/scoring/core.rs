@@ -19,6 +19,12 @@
 //! records the day's score in the history (for `trend_7d`) and re-checks churn and spikes, which
 //! can move with time alone.
 //!
+//! An evaluation whose decisions the churn risk's bounds settle, with no alert in play, marks the
+//! account settled for the day ([`Settled`]); until an event of a kind that could raise those
+//! bounds arrives (or the day or the population model changes), the account's evaluation after
+//! a batch is skipped, since it would raise and clear nothing. Skipping changes no alert and no
+//! state (test `settling_by_bounds_changes_no_alert`).
+//!
 //! # What "same state" means
 //!
 //! The event-derived state ([`AccountView`]) does not depend on arrival order within the
