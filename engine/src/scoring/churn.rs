@@ -30,7 +30,7 @@
 use serde::Serialize;
 
 use super::config::ScoringConfig;
-use super::state::{AccountState, DAY_MS, day_of};
+use super::state::{AccountState, day_of, first_minute};
 use crate::bgnbd::BgNbdParams;
 use crate::event::EventKind;
 
@@ -113,7 +113,7 @@ pub fn churn_risk(
     decay: &RecencyDecay,
     cfg: &ScoringConfig,
 ) -> ChurnBreakdown {
-    ChurnParts::of(st, now_ms, pop, decay, cfg).with_engagement(q)
+    ChurnParts::of_day(st, day_of(now_ms), pop, decay, cfg).with_engagement(q)
 }
 
 /// Everything of an account's churn risk but the engagement hazard, which needs the sums of the
@@ -129,11 +129,6 @@ pub struct ChurnParts {
 }
 
 impl ChurnParts {
-    /// The parts of the churn risk of `st` at `now_ms`.
-    pub fn of(st: &AccountState, now_ms: i64, pop: &Population, decay: &RecencyDecay, cfg: &ScoringConfig) -> Self {
-        Self::of_day(st, day_of(now_ms), pop, decay, cfg)
-    }
-
     /// The parts of the churn risk of `st` on day `now_day` (the risk depends on `now` only
     /// through its day).
     #[inline]
@@ -160,7 +155,7 @@ impl ChurnParts {
             // A downgrade on a day after `now_day − long`.
             if st.kind_last_min_at_least(
                 EventKind::Downgrade,
-                (now_day as i64 - cfg.windows.long as i64 + 1) * (DAY_MS / 60_000),
+                first_minute(now_day.saturating_sub(cfg.windows.long as i32 - 1)),
             ) {
                 1.0
             } else {

@@ -46,7 +46,9 @@ use super::hash::event_id_hash;
 use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
 use super::intern::Interner;
 use super::mem;
-use super::state::{AccountState, DAY_MS, Ev, HotSums, Masks, Settled, ValueField, WindowSums, day_of, value_field};
+use super::state::{
+    AccountState, DAY_MS, Ev, HotSums, Masks, Settled, ValueField, WindowSums, day_of, first_minute, value_field,
+};
 use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
 use crate::bgnbd::{self, BgNbdFit, Rfm};
@@ -223,15 +225,21 @@ struct EvalAt {
 impl EvalAt {
     fn new(now: i64, cfg: &ScoringConfig) -> Self {
         let now_day = day_of(now);
-        let spike_start = now_day.saturating_sub(cfg.complaint_spike.window_days as i32 - 1);
+        let (wm_day, horizon_day) = eviction_days(now_day, cfg.lateness_days as i32, cfg.windows.long as i32);
         EvalAt {
             now,
             now_day,
-            wm_day: now_day.saturating_sub(cfg.lateness_days as i32),
-            horizon_day: now_day.saturating_sub(cfg.windows.long as i32 - 1),
-            spike_start_min: spike_start as i64 * (DAY_MS / 60_000),
+            wm_day,
+            horizon_day,
+            spike_start_min: first_minute(now_day.saturating_sub(cfg.complaint_spike.window_days as i32 - 1)),
         }
     }
+}
+
+/// The watermark day and the first day of the long window when `now` is on `now_day`.
+#[inline]
+fn eviction_days(now_day: i32, lateness_days: i32, long: i32) -> (i32, i32) {
+    (now_day.saturating_sub(lateness_days), now_day.saturating_sub(long - 1))
 }
 
 /// Kinds whose events cannot raise what a settled evaluation bounded (see [`Settled`]), unless
@@ -704,15 +712,8 @@ impl ScoringCore {
                         id_hash: p.id_hash,
                     };
                     let st = &mut self.st.accounts[p.idx as usize];
-                    let horizon_day = p.now_day.saturating_sub(long - 1);
-                    if st.needs_eviction(horizon_day) {
-                        st.maintain(
-                            p.now_day.saturating_sub(lateness_days),
-                            horizon_day,
-                            masks,
-                            &quiet,
-                        );
-                    }
+                    let (wm_day, horizon_day) = eviction_days(p.now_day, lateness_days, long);
+                    st.maintain_if_due(wm_day, horizon_day, masks, &quiet);
                     // The recency rule's day moves back when the first interaction is older than
                     // the last time seen: that event does not keep a settled evaluation either.
                     if keeps_settled & (1 << p.kind as u16) == 0 || st.last_interaction_ms == i64::MIN {
@@ -724,9 +725,7 @@ impl ScoringCore {
                         if p.last_pos as usize == pos {
                             if st.settled.0 == batch_at.now_day && !st.dirty && !st.key {
                                 // Still settled: the evaluation would change nothing but eviction.
-                                if st.needs_eviction(batch_at.horizon_day) {
-                                    st.maintain(batch_at.wm_day, batch_at.horizon_day, masks, &quiet);
-                                }
+                                st.maintain_if_due(batch_at.wm_day, batch_at.horizon_day, masks, &quiet);
                             } else {
                                 st.dirty = false;
                                 self.evaluate_account(p.idx, &batch_at, &mut out.alerts);
@@ -810,9 +809,7 @@ impl ScoringCore {
         let ids = &self.st.ids;
         let id = || &*ids[idx as usize];
         let st = &mut self.st.accounts[idx as usize];
-        if st.needs_eviction(at.horizon_day) {
-            st.maintain(at.wm_day, at.horizon_day, self.masks, &cfg.quiet);
-        }
+        st.maintain_if_due(at.wm_day, at.horizon_day, self.masks, &cfg.quiet);
         // Recovered: an interaction after the quiet episode started.
         if st.quiet_since_ms != i64::MIN && st.last_interaction_ms > st.quiet_since_ms {
             let id = id();

@@ -39,6 +39,12 @@ pub fn day_of(ts_ms: i64) -> i32 {
     ts_ms.div_euclid(DAY_MS).clamp(-DAY_BIAS, DAY_BIAS - 1) as i32
 }
 
+/// The first epoch minute of day `day`.
+#[inline]
+pub fn first_minute(day: i32) -> i64 {
+    day as i64 * (DAY_MS / MINUTE_MS)
+}
+
 #[inline]
 fn minute_of(ts_ms: i64) -> i32 {
     ts_ms
@@ -656,6 +662,14 @@ impl AccountState {
         self.oldest_day < horizon_day
     }
 
+    /// [`AccountState::maintain`] when entries before `horizon_day` are held.
+    #[inline]
+    pub fn maintain_if_due(&mut self, watermark_day: i32, horizon_day: i32, masks: Masks, q: &QuietConfig) {
+        if self.needs_eviction(horizon_day) {
+            self.maintain(watermark_day, horizon_day, masks, q);
+        }
+    }
+
     /// Folds settled interaction days (before `watermark_day`) into the stored cadence, then
     /// evicts entries before `horizon_day` (the first day of the long window).
     pub fn maintain(&mut self, watermark_day: i32, horizon_day: i32, masks: Masks, q: &QuietConfig) {
@@ -785,15 +799,8 @@ impl AccountState {
         self.kind_last_min[kind as usize] != i32::MIN
     }
 
-    /// Day of the last event of a kind.
-    pub fn kind_last_day(&self, kind: EventKind) -> Option<i32> {
-        self.has_kind(kind)
-            .then(|| (self.kind_last_min[kind as usize] as i64 * MINUTE_MS).div_euclid(DAY_MS) as i32)
-    }
-
     /// True when the last event of a kind is at or after minute `min` (epoch minutes; false when
-    /// none): `kind_last_day(kind) >= Some(d)` is `kind_last_min_at_least(kind, d · 1440)`, without
-    /// the division.
+    /// none). "On day `d` or later" is `min` = [`first_minute`]`(d)`, with no division.
     #[inline]
     pub fn kind_last_min_at_least(&self, kind: EventKind, min: i64) -> bool {
         let m = self.kind_last_min[kind as usize];
