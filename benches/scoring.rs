@@ -204,6 +204,20 @@ fn cpu_s() -> Option<f64> {
     Some(ns / 1e9)
 }
 
+/// This thread's minor page faults and its user and system CPU time in clock ticks (Linux
+/// `/proc/thread-self/stat` fields 10, 14 and 15), to tell the kernel's share of a phase (page
+/// faults on fresh memory) from the core's own work. Zeros where unavailable.
+fn thread_stat() -> [i64; 3] {
+    let text = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = text.rsplit(')').next().unwrap_or("");
+    let f: Vec<i64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    match (f.get(7), f.get(11), f.get(12)) {
+        (Some(&minflt), Some(&utime), Some(&stime)) => [minflt, utime, stime],
+        _ => [0; 3],
+    }
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
 }
@@ -221,6 +235,10 @@ struct Phase {
     total_hist: Histogram<u64>,
     /// Fraction of the phase's wall time this thread was on a CPU.
     cpu_share: f64,
+    /// Minor page faults taken in the phase (apply and advance).
+    faults: i64,
+    /// Share of the phase's CPU time spent in the kernel (page faults), tick-sampled.
+    sys_share: f64,
 }
 
 struct Report {
@@ -240,6 +258,7 @@ struct Report {
 fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, label: &str) -> Phase {
     let (mut apply_hist, mut total_hist) = (hist(), hist());
     let cpu0 = cpu_s();
+    let st0 = thread_stat();
     let wall0 = Instant::now();
     let (mut apply_s, mut advance_s, mut events) = (0.0, 0.0, 0u64);
     let mut alerts = 0usize;
@@ -266,6 +285,8 @@ fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, l
         _ => 1.0,
     };
     eprintln!("[{dist:?}] {label}: {events} events, {alerts} alerts, on-CPU share {cpu_share:.2}");
+    let st1 = thread_stat();
+    let (faults, user, sys) = (st1[0] - st0[0], st1[1] - st0[1], st1[2] - st0[2]);
     Phase {
         events,
         apply_s,
@@ -273,6 +294,12 @@ fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, l
         apply_hist,
         total_hist,
         cpu_share,
+        faults,
+        sys_share: if user + sys > 0 {
+            sys as f64 / (user + sys) as f64
+        } else {
+            0.0
+        },
     }
 }
 
@@ -351,6 +378,12 @@ fn print_phase(r: &Phase, label: &str, baseline_s: f64) {
         eps(r.apply_s * r.cpu_share),
         eps((r.apply_s + r.advance_s) * r.cpu_share),
         BATCH as f64 / (us(&r.apply_hist, 0.5) / 1e6) / 1e6
+    );
+    println!(
+        "{label}page faults: {} ({:.1} per 1000 events); kernel share of CPU time: {:.0} %",
+        r.faults,
+        r.faults as f64 * 1000.0 / r.events as f64,
+        r.sys_share * 100.0
     );
     println!(
         "{label}per-batch latency apply: p50 {:.0} us, p99 {:.0} us, p999 {:.0} us, max {:.0} us",

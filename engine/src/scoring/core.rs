@@ -327,7 +327,9 @@ fn unevaluated_accounts(rows: &[Prep]) -> Vec<u32> {
 /// One non-late row of a batch between the passes of `apply_batch`.
 #[derive(Debug, Clone, Copy)]
 struct Prep {
-    id_hash: u128,
+    /// The event id's XXH3-128; from stage (c) of the loop on, the de-duplication key
+    /// (`dedup_key`: the account index replaces the top 32 bits, the low 96 are kept).
+    key: u128,
     acct_hash: u64,
     ts_ms: i64,
     /// The kind's value field (see `value_field`), when `has_value`.
@@ -599,7 +601,7 @@ impl ScoringCore {
                 ValueField::Score => opt(cols.score, row),
             };
             rows.push(Prep {
-                id_hash: event_id_hash(cols.event_id.value(row)),
+                key: event_id_hash(cols.event_id.value(row)),
                 acct_hash: self.interner.hash(cols.account_id.value(row)),
                 ts_ms: ts,
                 value: value.unwrap_or(0.0),
@@ -683,11 +685,12 @@ impl ScoringCore {
                         }
                         p.idx = i;
                     }
-                    self.st.dedup.prefetch(p.day, dedup_key(p.idx, p.id_hash));
+                    p.key = dedup_key(p.idx, p.key);
+                    self.st.dedup.prefetch(p.day, p.key);
                 }
                 if let Some(j) = row_at!($ramp, i, 0, 4 * LOOKUP_AHEAD) {
                     let p = &mut rows[j];
-                    p.dup = !self.st.dedup.insert(p.day, dedup_key(p.idx, p.id_hash));
+                    p.dup = !self.st.dedup.insert(p.day, p.key);
                     out.duplicates += p.dup as usize;
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
@@ -709,7 +712,8 @@ impl ScoringCore {
                         day: p.day,
                         kind: p.kind,
                         value: p.has_value.then_some(p.value),
-                        id_hash: p.id_hash,
+                        // The low 64 bits of the id hash (kept in the key).
+                        tie: p.key as u64,
                     };
                     let st = &mut self.st.accounts[p.idx as usize];
                     let (wm_day, horizon_day) = eviction_days(p.now_day, lateness_days, long);
@@ -1331,7 +1335,7 @@ mod tests {
             day: 0,
             now_day: 0,
             acct_hash,
-            id_hash: 0,
+            key: 0,
             ts_ms: 0,
             value: 0.0,
             kind: EventKind::Activity,

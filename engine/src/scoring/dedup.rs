@@ -26,12 +26,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::mem;
 
-/// `n` empty slots. Not advised for huge pages: a day's table is allocated while events flow,
-/// and on the benchmark VM faulting in fresh 2 MiB pages (kernel `clear_page` on memory the host
-/// had not backed yet) cost more than the TLB misses they save (3.4-3.6 → 2.8 M events per
-/// CPU-second).
+/// `n` empty slots, mapped at once (`mem::populate`): the inserts read a slot before writing it,
+/// which would otherwise take two page faults per page. Not advised for huge pages: a day's
+/// table is allocated while events flow, and on the benchmark VM faulting in fresh 2 MiB pages
+/// (kernel `clear_page` on memory the host had not backed yet) cost more than the TLB misses
+/// they save (3.4-3.6 → 2.8 M events per CPU-second).
 fn zeroed_slots(n: usize) -> Vec<u128> {
-    vec![0u128; n]
+    let v = vec![0u128; n];
+    mem::populate(&v);
+    v
 }
 
 /// A set of non-zero-hashed `u128` keys: open addressing, linear probing, power-of-two size.
@@ -39,6 +42,10 @@ fn zeroed_slots(n: usize) -> Vec<u128> {
 pub struct KeyTable {
     slots: Vec<u128>,
     len: usize,
+    /// The number of keys at which the next insert grows the table: 3/4 of the slots.
+    grow_at: usize,
+    /// `64 − log2(slots)`: a slot is the top bits of the mixed key.
+    shift: u32,
     has_zero: bool,
 }
 
@@ -47,7 +54,7 @@ impl KeyTable {
     pub fn with_capacity(n: usize) -> Self {
         let mut t = KeyTable::default();
         if n > 0 {
-            t.slots = zeroed_slots(Self::slots_for(n));
+            t.set_slots(zeroed_slots(Self::slots_for(n)));
         }
         t
     }
@@ -56,11 +63,19 @@ impl KeyTable {
         (n.saturating_mul(4) / 3 + 1).next_power_of_two().max(16)
     }
 
+    /// Takes `slots` (empty, a power of two long) as the slot array; returns the old one.
+    fn set_slots(&mut self, slots: Vec<u128>) -> Vec<u128> {
+        debug_assert!(slots.len().is_power_of_two());
+        self.grow_at = slots.len() / 4 * 3;
+        self.shift = 64 - slots.len().trailing_zeros();
+        std::mem::replace(&mut self.slots, slots)
+    }
+
     #[inline]
     fn slot(&self, key: u128) -> usize {
         let h = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (h >> (64 - self.slots.len().trailing_zeros())) as usize
+        (h >> self.shift) as usize
     }
 
     /// Number of keys.
@@ -117,7 +132,7 @@ impl KeyTable {
             self.len += new as usize;
             return new;
         }
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
+        if self.len >= self.grow_at {
             self.grow();
         }
         let mask = self.slots.len() - 1;
@@ -136,9 +151,10 @@ impl KeyTable {
         }
     }
 
+    #[cold]
     fn grow(&mut self) {
         let n = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, zeroed_slots(n));
+        let old = self.set_slots(zeroed_slots(n));
         let mask = n - 1;
         for key in old.into_iter().filter(|&k| k != 0) {
             let mut i = self.slot(key);
@@ -245,8 +261,18 @@ impl PartialEq for Spare {
 
 impl DedupWindow {
     /// Records `key` on `day`; true when it was not seen before (the event is new).
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, day: i32, key: u128) -> bool {
+        // Nearly every event falls on the newest day.
+        match self.days.last_mut() {
+            Some((d, s)) if *d == day => s.insert(key),
+            _ => self.insert_other_day(day, key),
+        }
+    }
+
+    /// [`DedupWindow::insert`] on a day other than the newest one held.
+    #[inline(never)]
+    fn insert_other_day(&mut self, day: i32, key: u128) -> bool {
         // Most events fall on the newest day or close to it: search from the back.
         let mut i = self.days.len();
         while i > 0 && self.days[i - 1].0 > day {
@@ -287,8 +313,13 @@ impl DedupWindow {
     #[inline]
     pub fn prefetch(&self, day: i32, key: u128) {
         // Newest first: nearly every event is of the newest day.
-        if let Some((_, s)) = self.days.iter().rev().find(|(d, _)| *d == day) {
-            s.prefetch(key);
+        match self.days.last() {
+            Some((d, s)) if *d == day => s.prefetch(key),
+            _ => {
+                if let Some((_, s)) = self.days.iter().rev().find(|(d, _)| *d == day) {
+                    s.prefetch(key);
+                }
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Memory hints for the core's large tables: transparent huge pages and software prefetch.
+//! Memory hints for the core's large tables: transparent huge pages, populating fresh memory and
+//! software prefetch.
 //!
 //! `unsafe` lives here and nowhere else in the scoring core because both hints can only be
 //! reached through it (`madvise` is a foreign function; `_mm_prefetch` needs a target-feature
@@ -23,9 +24,28 @@ pub fn huge_pages<T>(buf: &[T]) {
     let first = start.next_multiple_of(HUGE_PAGE);
     let end = (start + len) / HUGE_PAGE * HUGE_PAGE;
     if end > first {
-        advise(first, end - first);
+        advise(first, end - first, MADV_HUGEPAGE);
     }
 }
+
+/// Asks the kernel to map every page of `buf` writable now (`madvise(MADV_POPULATE_WRITE)`,
+/// Linux 5.14), for a freshly allocated zeroed buffer that is about to be written all over in
+/// random order: one call maps the pages in a batch, where first touches would take a page fault
+/// each, and two for a page that is read before it is written (a hash table's probe reads a slot
+/// before it writes it: the read maps the shared zero page, the write then copies it). The
+/// contents stay zero. A hint only: failures (older kernel, not Linux) are ignored.
+pub fn populate<T>(buf: &[T]) {
+    let len = std::mem::size_of_val(buf);
+    let start = buf.as_ptr() as usize;
+    let first = start.next_multiple_of(PAGE);
+    let end = (start + len) / PAGE * PAGE;
+    if end > first {
+        advise(first, end - first, MADV_POPULATE_WRITE);
+    }
+}
+
+/// Size of a base page (x86-64; a larger base page only makes the hinted range a subset).
+const PAGE: usize = 4096;
 
 #[cfg(target_os = "linux")]
 unsafe extern "C" {
@@ -34,21 +54,24 @@ unsafe extern "C" {
 }
 
 /// `MADV_HUGEPAGE` of Linux's `<asm-generic/mman-common.h>` (the same on every architecture).
-#[cfg(target_os = "linux")]
 const MADV_HUGEPAGE: std::ffi::c_int = 14;
+/// `MADV_POPULATE_WRITE` of the same header.
+const MADV_POPULATE_WRITE: std::ffi::c_int = 23;
 
 #[cfg(target_os = "linux")]
-fn advise(addr: usize, len: usize) {
-    // SAFETY: `MADV_HUGEPAGE` only marks the range as eligible for huge pages; it does not change
-    // the contents or the validity of any memory, and the range lies inside a live allocation
-    // (page-aligned, as `madvise` requires). The result is deliberately ignored (a hint).
+fn advise(addr: usize, len: usize, advice: std::ffi::c_int) {
+    // SAFETY: both advices used here leave the contents and the validity of the memory as they
+    // are (`MADV_HUGEPAGE` marks the range as eligible for huge pages; `MADV_POPULATE_WRITE`
+    // faults its pages in as a write would, without writing), and the range lies inside a live
+    // allocation (page-aligned, as `madvise` requires). The result is deliberately ignored (a
+    // hint).
     unsafe {
-        madvise(addr as *mut std::ffi::c_void, len, MADV_HUGEPAGE);
+        madvise(addr as *mut std::ffi::c_void, len, advice);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise(_addr: usize, _len: usize) {}
+fn advise(_addr: usize, _len: usize, _advice: std::ffi::c_int) {}
 
 /// Starts loading the cache line holding `*r` (and, with `lines` > 1, the lines after it) into
 /// all cache levels without waiting for it: a loop can issue many of these and the misses
@@ -88,5 +111,9 @@ mod tests {
             assert_eq!(*x, i as u64);
         }
         huge_pages(&v[..10]);
+        let z = vec![0u128; 1 << 16];
+        populate(&z);
+        assert!(z.iter().all(|&x| x == 0));
+        populate(&z[..3]);
     }
 }

@@ -266,8 +266,8 @@ pub struct Ev {
     pub kind: EventKind,
     /// The kind's value field (see [`value_field`]), if present.
     pub value: Option<f64>,
-    /// 128-bit hash of the event id (tie-break of the latest survey).
-    pub id_hash: u128,
+    /// Low 64 bits of the event id's 128-bit hash: the tie-break of the latest survey.
+    pub tie: u64,
 }
 
 impl Ev {
@@ -278,7 +278,7 @@ impl Ev {
             day: day_of(ts_ms),
             kind,
             value,
-            id_hash,
+            tie: id_hash as u64,
         }
     }
 }
@@ -598,7 +598,7 @@ impl AccountState {
             EventKind::ComplaintResolved => self.complaints_resolved = self.complaints_resolved.saturating_add(1),
             EventKind::Survey => {
                 if let Some(score) = ev.value {
-                    let tie = ev.id_hash as u64;
+                    let tie = ev.tie;
                     if (ev.ts_ms, tie) > (self.survey_ts_ms, self.survey_tie) {
                         self.survey_ts_ms = ev.ts_ms;
                         self.survey_tie = tie;
