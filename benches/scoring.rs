@@ -18,6 +18,10 @@
 //!    their de-duplication tables grow and take fresh memory (page faults while events flow);
 //!    by the later days the newest table starts at the size of a full day, but the accounts hold
 //!    more daily entries (more of them spill to the heap).
+//!    Then (`VIGIL_BENCH_FULL_WINDOW=0` skips it) untimed days at the measured rate up to day
+//!    `lateness + 1`, and 2 more timed days ("full window"): every day the de-duplication window
+//!    holds is then a full day, and a new day's table is the one of the day that left the window
+//!    (no fresh memory). The accounts' entry lists keep growing until the long window is full.
 //! 5. Baseline, same batches, same run: a pass that reads every column the core reads and
 //!    hashes each account id (ahash) and event id (XXH3-128), without state updates.
 //!
@@ -249,6 +253,10 @@ struct Report {
     /// 2 more days at the same rate (`VIGIL_BENCH_STEADY=0` skips them): the newest table starts
     /// at a full day's size, but the accounts hold more daily entries.
     steady: Option<Phase>,
+    /// 2 days after every day in the de-duplication window was at the measured rate
+    /// (`VIGIL_BENCH_FULL_WINDOW=0` skips them): a day's table is the one of the day that left
+    /// the window, no fresh memory.
+    full_window: Option<Phase>,
     baseline_s: f64,
     cold_events: u64,
     cold_s: f64,
@@ -303,6 +311,11 @@ fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, l
     }
 }
 
+/// Whether the full-window phase runs (`VIGIL_BENCH_FULL_WINDOW=0` skips it).
+fn full_window_on() -> bool {
+    std::env::var("VIGIL_BENCH_FULL_WINDOW").map_or(true, |v| v != "0")
+}
+
 fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
     let mut rng = SmallRng::seed_from_u64(seed);
     eprintln!(
@@ -347,11 +360,34 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
 
     let first = measure(&mut core, &measured, dist, "measured");
     let steady = steady.map(|batches| measure(&mut core, &batches, dist, "steady state"));
+    let full_window = full_window_on().then(|| {
+        // Untimed days at the measured rate until the first measured day has left the
+        // de-duplication window, then two timed days.
+        let lateness = core.config().lateness_days as i64;
+        let mut day = if steady.is_some() { 4 } else { 2 };
+        let t = Instant::now();
+        while day < lateness + 1 {
+            let fill = measured_batches(&mut rng, dist, n_batches, &format!("f{day}-"), START + day * DAY);
+            for (b, t_batch) in &fill {
+                core.apply_batch(b).expect("valid");
+                core.advance_clock(*t_batch);
+            }
+            day += 2;
+        }
+        eprintln!(
+            "[{dist:?}] filled the window to day {day} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let batches = measured_batches(&mut rng, dist, n_batches, "w", START + day * DAY);
+        eprintln!("[{dist:?}] measuring the full window");
+        measure(&mut core, &batches, dist, "full window")
+    });
     (
         Report {
             name: format!("{dist:?}"),
             first,
             steady,
+            full_window,
             baseline_s,
             cold_events,
             cold_s,
@@ -420,6 +456,13 @@ fn print_report(r: &Report, core: &ScoringCore) {
     print_phase(&r.first, "", r.baseline_s);
     if let Some(p) = &r.steady {
         print_phase(p, "steady state (2 more days) ", r.baseline_s);
+    }
+    if let Some(p) = &r.full_window {
+        print_phase(
+            p,
+            "full window (2 days after a lateness of days at the measured rate) ",
+            r.baseline_s,
+        );
     }
     println!(
         "state: {:.0} B/account ({} B struct + entries/ids/interner), {:.2} day entries/account; dedup: {} ids, {:.1} B/id; timers {}",

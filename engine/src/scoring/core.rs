@@ -690,7 +690,10 @@ impl ScoringCore {
                 }
                 if let Some(j) = row_at!($ramp, i, 0, 4 * LOOKUP_AHEAD) {
                     let p = &mut rows[j];
-                    p.dup = !self.st.dedup.insert(p.day, p.key);
+                    p.dup = !self
+                        .st
+                        .dedup
+                        .insert(p.day, p.key, p.now_day.saturating_sub(lateness_days));
                     out.duplicates += p.dup as usize;
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
@@ -1361,6 +1364,29 @@ mod tests {
         assert_eq!(last, [3, 5, 4, 3, 4, 5]);
         // Evaluated in the loop: rows 3 (account 2) and 4 (account 4); left: 1 and 3.
         assert_eq!(unevaluated_accounts(&rows), [1, 3]);
+    }
+
+    #[test]
+    fn a_new_day_drops_the_day_leaving_the_window_only_for_later_rows() {
+        use crate::event::Event;
+        use crate::scoring::testing::events_to_batch;
+        // Lateness 7 days. A (day 0, 12:00) is applied while `now` is day 7, 11:00. The next
+        // batch: A again (still within the lateness: a duplicate, found in day 0's set), C at
+        // day 8, 00:00 (a new day: the watermark moves to day 1, day 0's set leaves the window
+        // and its table goes to day 8), then A once more (now late, counted as such).
+        let mut core = ScoringCore::new(ScoringConfig::default()).expect("config");
+        let ev = |id: &str, ts_ms: i64| Event::new(id, "a", ts_ms, EventKind::Activity);
+        let (a, b, c) = (12 * 3_600_000, 7 * DAY_MS + 11 * 3_600_000, 8 * DAY_MS);
+        let out = core
+            .apply_batch(&events_to_batch(&[ev("A", a), ev("B", b)]))
+            .expect("batch");
+        assert_eq!((out.applied, out.duplicates, out.late), (2, 0, 0));
+        let out = core
+            .apply_batch(&events_to_batch(&[ev("A", a), ev("C", c), ev("A", a)]))
+            .expect("batch");
+        assert_eq!((out.applied, out.duplicates, out.late), (1, 1, 1));
+        assert_eq!(out.late_rows, vec![2]);
+        assert_eq!(core.st.dedup.day_count(), 2, "days 7 and 8");
     }
 
     #[test]

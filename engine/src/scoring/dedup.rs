@@ -261,18 +261,25 @@ impl PartialEq for Spare {
 
 impl DedupWindow {
     /// Records `key` on `day`; true when it was not seen before (the event is new).
+    ///
+    /// `keep_from` is the day of the watermark as of this event (`day` is not before it): no
+    /// later event can fall on an earlier day, so when `day` starts a new newest day, the days
+    /// before `keep_from` are dropped first and the new day can take the largest one's table
+    /// (in a stream older than the lateness, the day that leaves the window hands its table to
+    /// the day that enters it, in the same batch).
     #[inline(always)]
-    pub fn insert(&mut self, day: i32, key: u128) -> bool {
+    pub fn insert(&mut self, day: i32, key: u128, keep_from: i32) -> bool {
         // Nearly every event falls on the newest day.
         match self.days.last_mut() {
             Some((d, s)) if *d == day => s.insert(key),
-            _ => self.insert_other_day(day, key),
+            _ => self.insert_other_day(day, key, keep_from),
         }
     }
 
     /// [`DedupWindow::insert`] on a day other than the newest one held.
     #[inline(never)]
-    fn insert_other_day(&mut self, day: i32, key: u128) -> bool {
+    fn insert_other_day(&mut self, day: i32, key: u128, keep_from: i32) -> bool {
+        debug_assert!(day >= keep_from, "a late event");
         // Most events fall on the newest day or close to it: search from the back.
         let mut i = self.days.len();
         while i > 0 && self.days[i - 1].0 > day {
@@ -284,7 +291,10 @@ impl DedupWindow {
         // A new newest day starts at the size of the previous one (no rehashing as it fills up
         // at a steady rate); an older day starts empty.
         let cap = if i == self.days.len() {
-            self.days.last().map_or(0, |(_, s)| s.len())
+            let cap = self.days.last().map_or(0, |(_, s)| s.len());
+            self.drop_before(keep_from);
+            i = self.days.len();
+            cap
         } else {
             0
         };
@@ -387,10 +397,10 @@ mod tests {
         let mut w = DedupWindow::default();
         let k = dedup_key(7, 0xdead_beef_u128 << 70 | 5);
         assert_eq!(key_account(k), 7);
-        assert!(w.insert(10, k));
-        assert!(!w.insert(10, k));
-        assert!(w.insert(9, k), "another day is another set");
-        assert!(w.insert(11, dedup_key(8, 5)));
+        assert!(w.insert(10, k, i32::MIN));
+        assert!(!w.insert(10, k, i32::MIN));
+        assert!(w.insert(9, k, i32::MIN), "another day is another set");
+        assert!(w.insert(11, dedup_key(8, 5), i32::MIN));
         assert_eq!(w.len(), 3);
         assert_eq!(w.day_count(), 3);
         w.drop_before(10);
@@ -407,24 +417,24 @@ mod tests {
     fn a_dropped_days_table_is_reused_empty() {
         let mut w = DedupWindow::default();
         for i in 0..1000u128 {
-            assert!(w.insert(5, dedup_key(1, i)));
+            assert!(w.insert(5, dedup_key(1, i), i32::MIN));
         }
-        assert!(w.insert(6, dedup_key(1, 0)));
+        assert!(w.insert(6, dedup_key(1, 0), i32::MIN));
         let bytes = w.bytes();
         w.drop_before(6);
         assert_eq!(w.bytes(), bytes, "day 5's table is kept as the spare");
         assert_eq!(w.len(), 1);
         // Day 7 starts at day 6's size (1 key): smaller than the spare, which is kept.
-        assert!(w.insert(7, dedup_key(1, 0)));
+        assert!(w.insert(7, dedup_key(1, 0), i32::MIN));
         for i in 1..1000u128 {
-            assert!(w.insert(7, dedup_key(1, i)));
+            assert!(w.insert(7, dedup_key(1, i), i32::MIN));
         }
         assert!(w.bytes() > bytes);
         // Day 8 starts at day 7's size (1000 keys) and takes the spare (day 5's table), emptied.
         let before = w.bytes();
         for i in 0..1000u128 {
-            assert!(w.insert(8, dedup_key(1, i)), "key {i}");
-            assert!(!w.insert(8, dedup_key(1, i)));
+            assert!(w.insert(8, dedup_key(1, i), i32::MIN), "key {i}");
+            assert!(!w.insert(8, dedup_key(1, i), i32::MIN));
         }
         assert_eq!(w.len(), 2001);
         assert!(w.bytes() < before + 1000 * 16, "no new table");
@@ -432,6 +442,31 @@ mod tests {
         assert!(!w.contains(7, dedup_key(1, 999)));
         assert!(w.contains(8, dedup_key(1, 999)));
         assert!(!w.contains(8, dedup_key(1, 1000)));
+    }
+
+    #[test]
+    fn the_day_leaving_the_window_hands_its_table_to_the_day_entering_it() {
+        let mut w = DedupWindow::default();
+        for day in 0..3 {
+            for i in 0..1000u128 {
+                assert!(w.insert(day, dedup_key(1, i), 0));
+            }
+        }
+        let bytes = w.bytes();
+        // Day 3 enters with the watermark on day 1: day 0 leaves first, and its table, emptied,
+        // holds day 3's keys.
+        for i in 0..1000u128 {
+            assert!(w.insert(3, dedup_key(1, i), 1));
+        }
+        assert_eq!(w.day_count(), 3);
+        assert_eq!(w.len(), 3000);
+        assert_eq!(w.bytes(), bytes, "no new table");
+        assert!(!w.contains(0, dedup_key(1, 5)));
+        assert!(w.contains(1, dedup_key(1, 5)));
+        assert!(!w.insert(3, dedup_key(1, 5), 1));
+        // An older day than the newest does not drop anything.
+        assert!(w.insert(2, dedup_key(1, 1000), 2));
+        assert_eq!(w.day_count(), 3);
     }
 
     #[test]

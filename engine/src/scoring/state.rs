@@ -94,6 +94,9 @@ impl DayEntry {
     }
 }
 
+/// Spilled entries prefetched ahead of an update, from the newest back (4 lines).
+const PREFETCH_ENTRIES: usize = 16;
+
 /// Entries held inline in [`AccountState`] before they spill to the heap.
 pub const INLINE_ENTRIES: usize = 8;
 
@@ -217,13 +220,17 @@ impl Entries {
         }
     }
 
-    /// Prefetches the spilled entries (the first and last line of them); nothing when inline
-    /// (they are part of the state's lines).
+    /// Prefetches the spilled entries: every line of the newest [`PREFETCH_ENTRIES`] (an
+    /// update searches from the back, an evaluation walks the short and long windows), and the
+    /// first line; nothing when inline (they are part of the state's lines).
     #[inline]
     pub fn prefetch(&self) {
         if self.spilled && !self.heap.is_empty() {
+            let n = self.heap.len();
             super::mem::prefetch(&self.heap[0], 1);
-            super::mem::prefetch(&self.heap[self.heap.len() - 1], 1);
+            let from = n.saturating_sub(PREFETCH_ENTRIES);
+            let lines = (n - from).div_ceil(4);
+            super::mem::prefetch(&self.heap[from], lines + 1);
         }
     }
 
