@@ -114,8 +114,11 @@ const EMPTY_ENTRY: DayEntry = DayEntry {
 pub struct Entries {
     heap: Vec<DayEntry>,
     /// Number of inline entries; unused while spilled.
-    len: u32,
+    len: u8,
     spilled: bool,
+    /// Sum of the counts of the activity entries held, saturating at `u32::MAX` (then unknown):
+    /// the long window's activity once eviction is current, without a walk.
+    activity: u32,
     /// At offset 32: in [`AccountState`], the inline entries fill two cache lines.
     inline: [DayEntry; INLINE_ENTRIES],
 }
@@ -125,6 +128,7 @@ impl Default for Entries {
         Entries {
             len: 0,
             spilled: false,
+            activity: 0,
             inline: [EMPTY_ENTRY; INLINE_ENTRIES],
             heap: Vec::new(),
         }
@@ -165,6 +169,7 @@ impl Entries {
     /// Inserts `e` at position `i`.
     #[inline]
     fn insert(&mut self, i: usize, e: DayEntry) {
+        self.count_activity(&e, e.count);
         if self.spilled {
             self.heap.insert(i, e);
             return;
@@ -188,24 +193,61 @@ impl Entries {
         }
     }
 
+    /// Adds one event to entry `i` with `amount` (both saturating).
+    #[inline]
+    fn bump(&mut self, i: usize, amount: u64) {
+        let e = &mut self[i];
+        let count = e.count.saturating_add(1);
+        let added = count - e.count;
+        e.count = count;
+        e.amount = e.amount.saturating_add(amount);
+        let e = *e;
+        self.count_activity(&e, added);
+    }
+
+    #[inline]
+    fn count_activity(&mut self, e: &DayEntry, added: u32) {
+        if e.kind() == EventKind::Activity as u8 {
+            self.activity = self.activity.saturating_add(added);
+        }
+    }
+
+    /// Sum of the counts of the activity entries held; `None` when it passed `u32::MAX`.
+    #[inline]
+    pub fn activity(&self) -> Option<u32> {
+        (self.activity != u32::MAX).then_some(self.activity)
+    }
+
+    /// The activity sum recomputed from the entries.
+    fn sum_activity(entries: &[DayEntry]) -> u32 {
+        entries
+            .iter()
+            .filter(|e| e.kind() == EventKind::Activity as u8)
+            .fold(0u32, |a, e| a.saturating_add(e.count))
+    }
+
     /// Removes the first `n` entries; back inline when the rest fits.
     fn drop_front(&mut self, n: usize) {
         if n == 0 {
             return;
         }
+        self.activity = match self.activity() {
+            Some(a) => a - Self::sum_activity(&self[..n]),
+            None => Self::sum_activity(&self[n..]),
+        };
         if self.spilled {
             self.heap.drain(..n);
             if self.heap.len() <= INLINE_ENTRIES {
                 let m = self.heap.len();
                 self.inline[..m].copy_from_slice(&self.heap);
-                self.len = m as u32;
+                self.len = m as u8;
                 self.heap = Vec::new();
                 self.spilled = false;
             }
         } else {
             let len = self.len as usize;
             self.inline.copy_within(n..len, 0);
-            self.len = (len - n) as u32;
+            self.len = (len - n) as u8;
         }
     }
 
@@ -240,10 +282,13 @@ impl Entries {
     }
 
     fn from_vec(v: Vec<DayEntry>) -> Self {
-        let mut out = Entries::default();
+        let mut out = Entries {
+            activity: Self::sum_activity(&v),
+            ..Entries::default()
+        };
         if v.len() <= INLINE_ENTRIES {
             out.inline[..v.len()].copy_from_slice(&v);
-            out.len = v.len() as u32;
+            out.len = v.len() as u8;
         } else {
             out.heap = v;
             out.spilled = true;
@@ -652,9 +697,7 @@ impl AccountState {
             i -= 1;
         }
         if i > 0 && self.entries[i - 1].key == key {
-            let e = &mut self.entries[i - 1];
-            e.count = e.count.saturating_add(1);
-            e.amount = e.amount.saturating_add(amount);
+            self.entries.bump(i - 1, amount);
         } else {
             self.entries.insert(i, DayEntry { key, count: 1, amount });
             if i == 0 {
@@ -753,7 +796,10 @@ impl AccountState {
         out
     }
 
-    /// The entry sums churn risk and the complaint spike need, in one lean pass.
+    /// The entry sums churn risk and the complaint spike need, in one lean pass. When every
+    /// entry held is within the long window (eviction is current, nothing after `now_day`), the
+    /// long window's activity is the running sum [`Entries::activity`], and the pass stops at the
+    /// short and spike windows.
     pub fn hot_sums(&self, now_day: i32, short: u32, long: u32, spike_days: u32) -> HotSums {
         let (s_start, l_start, c_start) = (
             now_day - short as i32 + 1,
@@ -761,12 +807,16 @@ impl AccountState {
             now_day - spike_days as i32 + 1,
         );
         let mut h = HotSums::default();
+        let held = (self.oldest_day >= l_start && self.entries.last().is_none_or(|e| e.day() <= now_day))
+            .then(|| self.entries.activity())
+            .flatten();
+        let stop = if held.is_some() { s_start.min(c_start) } else { l_start };
         for e in self.entries.iter().rev() {
             let d = e.day();
             if d > now_day {
                 continue;
             }
-            if d < l_start {
+            if d < stop {
                 break;
             }
             if e.kind() == EventKind::Activity as u8 {
@@ -778,6 +828,9 @@ impl AccountState {
                 h.complaints_spike = h.complaints_spike.saturating_add(e.count);
                 h.first_spike_day = Some(d);
             }
+        }
+        if let Some(a) = held {
+            h.activity_long = a;
         }
         h
     }
@@ -935,6 +988,53 @@ mod tests {
         assert_eq!(h.activity_short, w[0].count(EventKind::Activity));
         assert_eq!(h.activity_long, w[2].count(EventKind::Activity));
         assert_eq!(h.complaints_spike, w[1].count(EventKind::Complaint));
+    }
+
+    #[test]
+    fn the_running_activity_sum_follows_inserts_bumps_and_evictions() {
+        let m = masks();
+        let q = super::super::ScoringConfig::default().quiet;
+        let mut s = AccountState::default();
+        let mut t = 0;
+        let check = |s: &AccountState, now_day: i32| {
+            let walked = s
+                .entries
+                .iter()
+                .filter(|e| e.kind() == EventKind::Activity as u8)
+                .map(|e| e.count)
+                .sum();
+            assert_eq!(s.entries.activity(), Some(walked));
+            let w = s.window_sums(now_day, [7, 30, 90]);
+            let h = s.hot_sums(now_day, 7, 90, 30);
+            assert_eq!(h.activity_short, w[0].count(EventKind::Activity));
+            assert_eq!(h.activity_long, w[2].count(EventKind::Activity));
+            assert_eq!(h.complaints_spike, w[1].count(EventKind::Complaint));
+        };
+        for day in 0..200i64 {
+            // 1-3 activity events a day (several on one entry), a complaint every third day.
+            for _ in 0..1 + day % 3 {
+                t += 1;
+                s.apply(&Ev::new(day * DAY_MS + t as i64, EventKind::Activity, None, t), m);
+            }
+            if day % 3 == 0 {
+                t += 1;
+                s.apply(&Ev::new(day * DAY_MS + 7, EventKind::Complaint, Some(1.0), t), m);
+            }
+            let now_day = day as i32;
+            if day % 10 == 0 {
+                // Eviction current: the running sum is used for the long window.
+                s.maintain(now_day - 7, now_day - 89, m, &q);
+                assert!(s.oldest_day >= now_day - 89);
+            }
+            check(&s, now_day);
+        }
+        assert!(s.entries.heap_bytes() > 0, "spilled");
+        // Evicting all but the last 3 days takes the entries back inline.
+        s.maintain(190, 197, m, &q);
+        assert_eq!(s.entries.heap_bytes(), 0);
+        check(&s, 199);
+        let back: AccountState = serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
+        assert_eq!(back.entries.activity(), s.entries.activity());
     }
 
     #[test]
