@@ -262,6 +262,9 @@ const PREFETCH_AHEAD: usize = 8;
 const UPDATE_LAG: usize = 64;
 /// Cache lines of an account's state.
 const STATE_LINES: usize = std::mem::size_of::<AccountState>() / 64;
+/// The first line of an account's inline entries (they fill two).
+const ENTRIES_LINE: usize = (std::mem::offset_of!(AccountState, entries) + 32) / 64;
+const _: () = assert!(std::mem::offset_of!(AccountState, survey_tie) == (ENTRIES_LINE + 2) * 64);
 
 /// Pushes a new account's state. When the vector is full it moves to an allocation twice the
 /// size, backed by huge pages where the host allows (advised before the pages are first
@@ -699,7 +702,11 @@ impl ScoringCore {
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
                     && !rows[j].dup
                 {
-                    mem::prefetch(&self.st.accounts[rows[j].idx as usize], STATE_LINES);
+                    // Every line but the inline entries', which the entries' stage below
+                    // prefetches only when they are in use (not spilled).
+                    let st = &self.st.accounts[rows[j].idx as usize];
+                    mem::prefetch(st, ENTRIES_LINE);
+                    mem::prefetch(&st.survey_tie, STATE_LINES - ENTRIES_LINE - 2);
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD / 2, UPDATE_AT)
                     && !rows[j].dup

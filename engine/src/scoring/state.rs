@@ -262,12 +262,14 @@ impl Entries {
         }
     }
 
-    /// Prefetches the spilled entries: every line of the newest [`PREFETCH_ENTRIES`] (an
-    /// update searches from the back, an evaluation walks the short and long windows), and the
-    /// first line; nothing when inline (they are part of the state's lines).
+    /// Prefetches the entries: inline, their two lines; spilled, every line of the newest
+    /// [`PREFETCH_ENTRIES`] (an update searches from the back, an evaluation walks the short
+    /// and spike windows) and the first line.
     #[inline]
     pub fn prefetch(&self) {
-        if self.spilled && !self.heap.is_empty() {
+        if !self.spilled {
+            super::mem::prefetch(&self.inline, 2);
+        } else if !self.heap.is_empty() {
             let n = self.heap.len();
             super::mem::prefetch(&self.heap[0], 1);
             let from = n.saturating_sub(PREFETCH_ENTRIES);
