@@ -311,9 +311,10 @@ fn measure(core: &mut ScoringCore, batches: &[(RecordBatch, i64)], dist: Dist, l
     }
 }
 
-/// Whether the full-window phase runs (`VIGIL_BENCH_FULL_WINDOW=0` skips it).
-fn full_window_on() -> bool {
-    std::env::var("VIGIL_BENCH_FULL_WINDOW").map_or(true, |v| v != "0")
+/// Whether the optional phase switched by the environment variable `var` runs (`var=0` skips
+/// it).
+fn phase_on(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v != "0")
 }
 
 fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
@@ -324,7 +325,7 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
     );
     let warm = warm_batches(&mut rng);
     let measured = measured_batches(&mut rng, dist, n_batches, "m", START);
-    let steady_on = std::env::var("VIGIL_BENCH_STEADY").map_or(true, |v| v != "0");
+    let steady_on = phase_on("VIGIL_BENCH_STEADY");
     let steady = steady_on.then(|| measured_batches(&mut rng, dist, n_batches, "s", START + 2 * DAY));
     let mut cfg = ScoringConfig::default();
     if std::env::var_os("VIGIL_BENCH_NO_INLINE_EVAL").is_some() {
@@ -360,7 +361,7 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
 
     let first = measure(&mut core, &measured, dist, "measured");
     let steady = steady.map(|batches| measure(&mut core, &batches, dist, "steady state"));
-    let full_window = full_window_on().then(|| {
+    let full_window = phase_on("VIGIL_BENCH_FULL_WINDOW").then(|| {
         // Untimed days at the measured rate until the first measured day has left the
         // de-duplication window, then two timed days.
         let lateness = core.config().lateness_days as i64;

@@ -693,10 +693,8 @@ impl ScoringCore {
                 }
                 if let Some(j) = row_at!($ramp, i, 0, 4 * LOOKUP_AHEAD) {
                     let p = &mut rows[j];
-                    p.dup = !self
-                        .st
-                        .dedup
-                        .insert(p.day, p.key, p.now_day.saturating_sub(lateness_days));
+                    let (wm_day, _) = eviction_days(p.now_day, lateness_days, long);
+                    p.dup = !self.st.dedup.insert(p.day, p.key, wm_day);
                     out.duplicates += p.dup as usize;
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)

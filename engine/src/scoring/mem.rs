@@ -16,16 +16,20 @@ const HUGE_PAGE: usize = 2 << 20;
 /// memory is first written: pages faulted in afterwards are huge. Buffers smaller than 4 MiB are
 /// left alone. A hint only: failures (no THP support, not Linux) are ignored.
 pub fn huge_pages<T>(buf: &[T]) {
-    let len = std::mem::size_of_val(buf);
-    if len < 2 * HUGE_PAGE {
+    if std::mem::size_of_val(buf) < 2 * HUGE_PAGE {
         return;
     }
-    let start = buf.as_ptr() as usize;
-    let first = start.next_multiple_of(HUGE_PAGE);
-    let end = (start + len) / HUGE_PAGE * HUGE_PAGE;
-    if end > first {
-        advise(first, end - first, MADV_HUGEPAGE);
+    if let Some((first, len)) = inner_range(buf, HUGE_PAGE) {
+        advise(first, len, MADV_HUGEPAGE);
     }
+}
+
+/// The `align`-aligned part of `buf`'s bytes as `(start, length)`, if not empty.
+fn inner_range<T>(buf: &[T], align: usize) -> Option<(usize, usize)> {
+    let start = buf.as_ptr() as usize;
+    let first = start.next_multiple_of(align);
+    let end = (start + std::mem::size_of_val(buf)) / align * align;
+    (end > first).then(|| (first, end - first))
 }
 
 /// Asks the kernel to map every page of `buf` writable now (`madvise(MADV_POPULATE_WRITE)`,
@@ -35,12 +39,8 @@ pub fn huge_pages<T>(buf: &[T]) {
 /// before it writes it: the read maps the shared zero page, the write then copies it). The
 /// contents stay zero. A hint only: failures (older kernel, not Linux) are ignored.
 pub fn populate<T>(buf: &[T]) {
-    let len = std::mem::size_of_val(buf);
-    let start = buf.as_ptr() as usize;
-    let first = start.next_multiple_of(PAGE);
-    let end = (start + len) / PAGE * PAGE;
-    if end > first {
-        advise(first, end - first, MADV_POPULATE_WRITE);
+    if let Some((first, len)) = inner_range(buf, PAGE) {
+        advise(first, len, MADV_POPULATE_WRITE);
     }
 }
 
