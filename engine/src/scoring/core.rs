@@ -56,9 +56,10 @@ use crate::error::EngineError;
 use crate::event::EventKind;
 use crate::schema;
 
-/// Snapshot format version. 3: event id hashes (de-duplication keys, survey tie-break) are
-/// XXH3-128; version 2 held MurmurHash3 hashes, which would not match redeliveries.
-const SNAPSHOT_VERSION: u32 = 3;
+/// Snapshot format version. 4: the latest survey's time is stored after the daily entries, with
+/// a flag before them. 3: event id hashes (de-duplication keys, survey tie-break) are XXH3-128;
+/// version 2 held MurmurHash3 hashes, which would not match redeliveries.
+const SNAPSHOT_VERSION: u32 = 4;
 
 /// What one [`ScoringCore::apply_batch`] did.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -260,11 +261,13 @@ const LOOKUP_AHEAD: usize = 8;
 const PREFETCH_AHEAD: usize = 8;
 /// How many rows the update stage of `apply_batch` runs behind the de-duplication insert.
 const UPDATE_LAG: usize = 64;
-/// Cache lines of an account's state.
-const STATE_LINES: usize = std::mem::size_of::<AccountState>() / 64;
-/// The first line of an account's inline entries (they fill two).
-const ENTRIES_LINE: usize = (std::mem::offset_of!(AccountState, entries) + 32) / 64;
-const _: () = assert!(std::mem::offset_of!(AccountState, survey_tie) == (ENTRIES_LINE + 2) * 64);
+/// Cache lines of an account's state that most updates and evaluations read: the ones up to the
+/// end of the inline entries (the cold ones after are prefetched as needed:
+/// `AccountState::prefetch_cold`).
+const HOT_LINES: usize = std::mem::offset_of!(AccountState, survey_ts_ms) / 64;
+const _: () = assert!(
+    std::mem::offset_of!(AccountState, entries) + std::mem::size_of::<super::entries::Entries>() == HOT_LINES * 64
+);
 
 /// Pushes a new account's state. When the vector is full it moves to an allocation twice the
 /// size, backed by huge pages where the host allows (advised before the pages are first
@@ -446,9 +449,9 @@ fn columns(batch: &RecordBatch) -> Result<Columns<'_>, EngineError> {
     })
 }
 
-/// Reads one field in each hot cache line of an account's state (and, when its entries spilled,
-/// the first and last entry), so that a loop of independent touches overlaps the cache and TLB
-/// misses that the dependent work after it would otherwise take one by one.
+/// Reads one field in each hot cache line of an account's state, so that a loop of independent
+/// touches overlaps the cache and TLB misses that the dependent work after it would otherwise
+/// take one by one.
 #[inline]
 fn touch(st: &AccountState) -> i64 {
     st.first_seen_ms ^ st.kind_last_min[0] as i64 ^ st.oldest_day as i64 ^ st.entries.touch() as i64
@@ -631,8 +634,10 @@ impl ScoringCore {
         // and prefetch the candidate's first state line; (c) check the candidate's id in that
         // line (interning when it differs) and prefetch the row's de-duplication slot; (d) two
         // steps later, insert the de-duplication key; (e) `UPDATE_LAG` rows after (d), apply the
-        // row to its state, whose lines were prefetched `PREFETCH_AHEAD` rows before (its first
-        // line, read by (c) not long before, is still in the cache). Stages (c), (d) and (e)
+        // row to its state, whose hot lines were prefetched `PREFETCH_AHEAD` rows before (the
+        // first, read by (c) not long before, is still in the cache), and the cold lines and heap
+        // entries the row needs half as many rows before (they depend on what the hot lines
+        // hold). Stages (c), (d) and (e)
         // each run in row order, as plain loops would. With `alerts_on_apply`, an account is
         // evaluated right after its last event of the batch, at the batch's final `now` (while
         // its state is in cache).
@@ -700,16 +705,13 @@ impl ScoringCore {
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
                     && !rows[j].dup
                 {
-                    // Every line but the inline entries', which the entries' stage below
-                    // prefetches only when they are in use (not spilled).
-                    let st = &self.st.accounts[rows[j].idx as usize];
-                    mem::prefetch(st, ENTRIES_LINE);
-                    mem::prefetch(&st.survey_tie, STATE_LINES - ENTRIES_LINE - 2);
+                    mem::prefetch(&self.st.accounts[rows[j].idx as usize], HOT_LINES);
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD / 2, UPDATE_AT)
                     && !rows[j].dup
                 {
-                    self.st.accounts[rows[j].idx as usize].entries.prefetch();
+                    let p = &rows[j];
+                    self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms);
                 }
                 if let Some(pos) = row_at!($ramp, i, 0, UPDATE_AT)
                     && !rows[pos].dup

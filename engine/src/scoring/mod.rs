@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: [`ScoringConfig`] (serde, defaults for everything).
 //! - [`state`]: per-account state, order independent within the allowed lateness.
+//! - [`entries`]: the daily entries of an account, and the running sums of its recent days.
 //! - [`dedup`]: de-duplication of event ids per day of event time.
 //! - [`health`]: the seven components, weights, bands and contributions (formulas there).
 //! - [`churn`]: churn risk from BG/NBD P(alive) and hazard signals (formula there).
@@ -19,6 +20,7 @@ pub mod churn;
 pub mod config;
 pub mod core;
 pub mod dedup;
+pub mod entries;
 pub mod hash;
 pub mod health;
 pub mod intern;

@@ -20,14 +20,13 @@ use crate::event::EventKind;
 
 use super::account::AccountMeta;
 use super::config::QuietConfig;
+use super::entries::{DAY_BIAS, DayEntry, Entries, entry_key};
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
 /// Fixed-point scale of money and scores in daily entries: 1 unit = 1e-4.
 pub const MONEY_SCALE: f64 = 10_000.0;
-/// Days are stored biased by this in entry keys; days beyond ±2^27 (367,000 years) are clamped.
-const DAY_BIAS: i64 = 1 << 27;
 /// Kind code used for a survey without a score (counted as an event, not as an answer).
 pub const KIND_SURVEY_NO_SCORE: u8 = 13;
 /// Number of kind slots in window sums (the 13 kinds plus [`KIND_SURVEY_NO_SCORE`]).
@@ -62,253 +61,6 @@ pub fn to_fixed(v: f64) -> u64 {
 #[inline]
 pub fn from_fixed(v: u64) -> f64 {
     v as f64 / MONEY_SCALE
-}
-
-#[inline]
-fn entry_key(day: i32, kind: u8) -> u32 {
-    ((((day as i64) + DAY_BIAS) as u32) << 4) | kind as u32
-}
-
-/// One (day, kind) with events: 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DayEntry {
-    /// `(day + 2^27) << 4 | kind`: sorting by key sorts by day, then kind.
-    key: u32,
-    /// Events of this kind on this day (saturating).
-    count: u32,
-    /// Sum of the kind's value field, fixed point (saturating).
-    amount: u64,
-}
-
-impl DayEntry {
-    /// The day number.
-    #[inline]
-    pub fn day(&self) -> i32 {
-        ((self.key >> 4) as i64 - DAY_BIAS) as i32
-    }
-
-    /// The kind code (or [`KIND_SURVEY_NO_SCORE`]).
-    #[inline]
-    pub fn kind(&self) -> u8 {
-        (self.key & 15) as u8
-    }
-}
-
-/// Spilled entries prefetched ahead of an update, from the newest back (4 lines).
-const PREFETCH_ENTRIES: usize = 16;
-
-/// Entries held inline in [`AccountState`] before they spill to the heap.
-pub const INLINE_ENTRIES: usize = 8;
-
-const EMPTY_ENTRY: DayEntry = DayEntry {
-    key: 0,
-    count: 0,
-    amount: 0,
-};
-
-/// An account's daily entries, ascending by key: up to [`INLINE_ENTRIES`] inside the account's
-/// state (same cache lines and page as the rest of it, no allocation), all of them on the heap
-/// beyond that. Serializes as a sequence, like a `Vec<DayEntry>`.
-#[derive(Debug, Clone)]
-#[repr(C)]
-pub struct Entries {
-    heap: Vec<DayEntry>,
-    /// Number of inline entries; unused while spilled.
-    len: u8,
-    spilled: bool,
-    /// Sum of the counts of the activity entries held, saturating at `u32::MAX` (then unknown):
-    /// the long window's activity once eviction is current, without a walk.
-    activity: u32,
-    /// At offset 32: in [`AccountState`], the inline entries fill two cache lines.
-    inline: [DayEntry; INLINE_ENTRIES],
-}
-
-impl Default for Entries {
-    fn default() -> Self {
-        Entries {
-            len: 0,
-            spilled: false,
-            activity: 0,
-            inline: [EMPTY_ENTRY; INLINE_ENTRIES],
-            heap: Vec::new(),
-        }
-    }
-}
-
-impl std::ops::Deref for Entries {
-    type Target = [DayEntry];
-
-    #[inline]
-    fn deref(&self) -> &[DayEntry] {
-        if self.spilled {
-            &self.heap
-        } else {
-            &self.inline[..self.len as usize]
-        }
-    }
-}
-
-impl std::ops::DerefMut for Entries {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut [DayEntry] {
-        if self.spilled {
-            &mut self.heap
-        } else {
-            &mut self.inline[..self.len as usize]
-        }
-    }
-}
-
-impl PartialEq for Entries {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl Entries {
-    /// Inserts `e` at position `i`.
-    #[inline]
-    fn insert(&mut self, i: usize, e: DayEntry) {
-        self.count_activity(&e, e.count);
-        if self.spilled {
-            self.heap.insert(i, e);
-            return;
-        }
-        let n = self.len as usize;
-        if n < INLINE_ENTRIES {
-            // Most entries are of the newest day and go last: no move (and no `memmove` call).
-            if i < n {
-                self.inline.copy_within(i..n, i + 1);
-            }
-            self.inline[i] = e;
-            self.len += 1;
-        } else {
-            let mut heap = Vec::with_capacity(2 * INLINE_ENTRIES);
-            heap.extend_from_slice(&self.inline[..i]);
-            heap.push(e);
-            heap.extend_from_slice(&self.inline[i..n]);
-            self.heap = heap;
-            self.spilled = true;
-            self.len = 0;
-        }
-    }
-
-    /// Adds one event to entry `i` with `amount` (both saturating).
-    #[inline]
-    fn bump(&mut self, i: usize, amount: u64) {
-        let e = &mut self[i];
-        let count = e.count.saturating_add(1);
-        let added = count - e.count;
-        e.count = count;
-        e.amount = e.amount.saturating_add(amount);
-        let e = *e;
-        self.count_activity(&e, added);
-    }
-
-    #[inline]
-    fn count_activity(&mut self, e: &DayEntry, added: u32) {
-        if e.kind() == EventKind::Activity as u8 {
-            self.activity = self.activity.saturating_add(added);
-        }
-    }
-
-    /// Sum of the counts of the activity entries held; `None` when it passed `u32::MAX`.
-    #[inline]
-    pub fn activity(&self) -> Option<u32> {
-        (self.activity != u32::MAX).then_some(self.activity)
-    }
-
-    /// The activity sum recomputed from the entries.
-    fn sum_activity(entries: &[DayEntry]) -> u32 {
-        entries
-            .iter()
-            .filter(|e| e.kind() == EventKind::Activity as u8)
-            .fold(0u32, |a, e| a.saturating_add(e.count))
-    }
-
-    /// Removes the first `n` entries; back inline when the rest fits.
-    fn drop_front(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.activity = match self.activity() {
-            Some(a) => a - Self::sum_activity(&self[..n]),
-            None => Self::sum_activity(&self[n..]),
-        };
-        if self.spilled {
-            self.heap.drain(..n);
-            if self.heap.len() <= INLINE_ENTRIES {
-                let m = self.heap.len();
-                self.inline[..m].copy_from_slice(&self.heap);
-                self.len = m as u8;
-                self.heap = Vec::new();
-                self.spilled = false;
-            }
-        } else {
-            let len = self.len as usize;
-            self.inline.copy_within(n..len, 0);
-            self.len = (len - n) as u8;
-        }
-    }
-
-    /// Reads the entries' cache lines (inline: both lines; spilled: the first and last entry),
-    /// for a pass of independent loads ahead of the dependent work.
-    #[inline]
-    pub fn touch(&self) -> u32 {
-        if self.spilled {
-            self.heap.first().map_or(0, |e| e.key) ^ self.heap.last().map_or(0, |e| e.key)
-        } else {
-            self.inline[0].key ^ self.inline[INLINE_ENTRIES - 1].key
-        }
-    }
-
-    /// Prefetches the entries: inline, their two lines; spilled, every line of the newest
-    /// [`PREFETCH_ENTRIES`] (an update searches from the back, an evaluation walks the short
-    /// and spike windows) and the first line.
-    #[inline]
-    pub fn prefetch(&self) {
-        if !self.spilled {
-            super::mem::prefetch(&self.inline, 2);
-        } else if !self.heap.is_empty() {
-            let n = self.heap.len();
-            super::mem::prefetch(&self.heap[0], 1);
-            let from = n.saturating_sub(PREFETCH_ENTRIES);
-            let lines = (n - from).div_ceil(4);
-            super::mem::prefetch(&self.heap[from], lines + 1);
-        }
-    }
-
-    /// Heap bytes (spilled entries).
-    pub fn heap_bytes(&self) -> usize {
-        self.heap.capacity() * std::mem::size_of::<DayEntry>()
-    }
-
-    fn from_vec(v: Vec<DayEntry>) -> Self {
-        let mut out = Entries {
-            activity: Self::sum_activity(&v),
-            ..Entries::default()
-        };
-        if v.len() <= INLINE_ENTRIES {
-            out.inline[..v.len()].copy_from_slice(&v);
-            out.len = v.len() as u8;
-        } else {
-            out.heap = v;
-            out.spilled = true;
-        }
-        out
-    }
-}
-
-impl Serialize for Entries {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Entries::from_vec(Vec::<DayEntry>::deserialize(d)?))
-    }
 }
 
 /// An event reduced to what the state needs.
@@ -416,16 +168,20 @@ pub struct AccountState {
     pub oldest_day: i32,
     /// Touched since the last alert evaluation.
     pub dirty: bool,
+    /// A scored survey was answered (`survey_score` is the latest's).
+    pub surveyed: bool,
     /// The day of the last evaluation when it was settled by bounds with no alert in play (see
     /// [`Settled`]).
     #[serde(skip)]
     pub settled: Settled,
-    /// Latest survey answer: `(ts, id-hash tie-break)` and its score.
-    pub survey_ts_ms: i64,
+    /// Latest scored survey's score (see `surveyed`).
     pub survey_score: f64,
-    /// Sparse daily entries, ascending by (day, kind).
+    /// Sparse daily entries, ascending by (day, kind). Ends the hot lines.
     pub entries: Entries,
-    // Cold: read by some events or evaluations only.
+    // Cold line 5: surveys, and key accounts' quiet timer and cadence (see
+    // `AccountState::prefetch_cold`); the daily sweep's score history and the dimension.
+    /// Latest scored survey: `(ts, id-hash tie-break)`.
+    pub survey_ts_ms: i64,
     pub survey_tie: u64,
     /// Quiet timer currently scheduled (`i64::MAX` when none).
     pub timer_at: i64,
@@ -434,12 +190,13 @@ pub struct AccountState {
     pub cad_last_day: i32,
     pub cad_n: u32,
     /// Daily score history (score × 100), ring indexed by day mod 8; `hist_day` is the newest.
-    pub hist_day: i32,
     pub hist: [u16; HIST],
-    /// Per kind, minute (epoch minutes) of the first event; `i32::MAX` when none.
-    pub kind_first_min: [i32; EventKind::COUNT],
     /// Accounts-dimension attributes, when a record was upserted.
     pub meta: Option<Box<AccountMeta>>,
+    // Cold line 6: read by an event that is its kind's first or before its kind's last.
+    /// Per kind, minute (epoch minutes) of the first event; `i32::MAX` when none.
+    pub kind_first_min: [i32; EventKind::COUNT],
+    pub hist_day: i32,
 }
 
 /// The day (`now_day`) on which the account's last alert evaluation was settled by bounds: not a
@@ -505,6 +262,7 @@ impl Default for AccountState {
             churn_alerted: false,
             spike_active: false,
             dirty: false,
+            surveyed: false,
             settled: Settled::NONE,
             id_inline: [0; INLINE_ID],
             id_len: u8::MAX,
@@ -654,6 +412,7 @@ impl AccountState {
                 if let Some(score) = ev.value {
                     let tie = ev.tie;
                     if (ev.ts_ms, tie) > (self.survey_ts_ms, self.survey_tie) {
+                        self.surveyed = true;
                         self.survey_ts_ms = ev.ts_ms;
                         self.survey_tie = tie;
                         self.survey_score = score;
@@ -682,6 +441,23 @@ impl AccountState {
         interaction
     }
 
+    /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` and the account's
+    /// evaluation will read: the survey, timer and cadence line for a survey or a key account, the
+    /// first-minutes line for an event that may move its kind's first minute (see
+    /// [`AccountState::apply`]); and the heap entries an update may write
+    /// ([`Entries::prefetch_heap`]). Reads the hot lines, prefetched a little before.
+    #[inline]
+    pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64) {
+        if self.key || kind == EventKind::Survey {
+            super::mem::prefetch(&self.survey_ts_ms, 1);
+        }
+        let last = self.kind_last_min[kind as usize];
+        if minute_of(ts_ms) < last || last == i32::MIN {
+            super::mem::prefetch(&self.kind_first_min, 1);
+        }
+        self.entries.prefetch_heap();
+    }
+
     /// True when an entry of a transaction kind exists on `day`.
     fn has_transaction_on(&self, day: i32, tx_mask: u16) -> bool {
         self.entries
@@ -693,19 +469,8 @@ impl AccountState {
 
     #[inline]
     fn add_entry(&mut self, day: i32, kind: u8, amount: u64) {
-        let key = entry_key(day, kind);
-        let mut i = self.entries.len();
-        while i > 0 && self.entries[i - 1].key > key {
-            i -= 1;
-        }
-        if i > 0 && self.entries[i - 1].key == key {
-            self.entries.bump(i - 1, amount);
-        } else {
-            self.entries.insert(i, DayEntry { key, count: 1, amount });
-            if i == 0 {
-                self.oldest_day = day;
-            }
-        }
+        self.entries.add(entry_key(day, kind), amount);
+        self.oldest_day = self.oldest_day.min(day);
     }
 
     /// True when entries before `horizon_day` are held (then [`AccountState::maintain`] is due).
@@ -746,7 +511,7 @@ impl AccountState {
             self.entries.partition_point(|e| e.key <= after)
         };
         let mut prev_day = NO_DAY;
-        for e in &self.entries[start..] {
+        for e in self.entries.iter().skip(start) {
             let d = e.day();
             if d >= until_day {
                 break;
@@ -798,41 +563,66 @@ impl AccountState {
         out
     }
 
-    /// The entry sums churn risk and the complaint spike need, in one lean pass. When every
-    /// entry held is within the long window (eviction is current, nothing after `now_day`), the
-    /// long window's activity is the running sum [`Entries::activity`], and the pass stops at the
-    /// short and spike windows.
+    /// The entry sums churn risk and the complaint spike need, read with as few entries as
+    /// possible. When every entry held is within the long window (eviction is current, nothing
+    /// after `now_day`), the long window's activity is the running sum [`Entries::activity`]; the
+    /// short window's activity and the spike window's complaints come from the ring of recent
+    /// days when it answers ([`Entries::ring_activity`], [`Entries::ring_complaints`]), and the
+    /// complaints are 0 without a look when the last complaint is before the spike window.
+    /// Whatever none of these answers is summed in one walk from the newest entry back.
     pub fn hot_sums(&self, now_day: i32, short: u32, long: u32, spike_days: u32) -> HotSums {
         let (s_start, l_start, c_start) = (
             now_day - short as i32 + 1,
             now_day - long as i32 + 1,
             now_day - spike_days as i32 + 1,
         );
-        let mut h = HotSums::default();
         let held = (self.oldest_day >= l_start && self.entries.last().is_none_or(|e| e.day() <= now_day))
             .then(|| self.entries.activity())
             .flatten();
-        let stop = if held.is_some() { s_start.min(c_start) } else { l_start };
-        for e in self.entries.iter().rev() {
-            let d = e.day();
-            if d > now_day {
-                continue;
-            }
-            if d < stop {
-                break;
-            }
-            if e.kind() == EventKind::Activity as u8 {
-                h.activity_long = h.activity_long.saturating_add(e.count);
-                if d >= s_start {
-                    h.activity_short = h.activity_short.saturating_add(e.count);
+        let recent = self.entries.ring_activity(s_start, now_day);
+        let spike = if self.kind_last_min_at_least(EventKind::Complaint, first_minute(c_start)) {
+            self.entries.ring_complaints(c_start, now_day)
+        } else {
+            Some((0, None))
+        };
+        let mut h = HotSums::default();
+        let stop = [
+            held.is_none().then_some(l_start),
+            recent.is_none().then_some(s_start),
+            spike.is_none().then_some(c_start),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(stop) = stop {
+            for e in self.entries.iter().rev() {
+                let d = e.day();
+                if d > now_day {
+                    continue;
                 }
-            } else if e.kind() == EventKind::Complaint as u8 && d >= c_start {
-                h.complaints_spike = h.complaints_spike.saturating_add(e.count);
-                h.first_spike_day = Some(d);
+                if d < stop {
+                    break;
+                }
+                if e.kind() == EventKind::Activity as u8 {
+                    h.activity_long = h.activity_long.saturating_add(e.count());
+                    if d >= s_start {
+                        h.activity_short = h.activity_short.saturating_add(e.count());
+                    }
+                } else if e.kind() == EventKind::Complaint as u8 && d >= c_start {
+                    h.complaints_spike = h.complaints_spike.saturating_add(e.count());
+                    h.first_spike_day = Some(d);
+                }
             }
         }
         if let Some(a) = held {
             h.activity_long = a;
+        }
+        if let Some(a) = recent {
+            h.activity_short = a;
+        }
+        if let Some((n, first)) = spike {
+            h.complaints_spike = n;
+            h.first_spike_day = first;
         }
         h
     }
@@ -892,7 +682,7 @@ impl AccountState {
 
     /// The latest scored survey `(ts, score)`.
     pub fn latest_survey(&self) -> Option<(i64, f64)> {
-        (self.survey_ts_ms != i64::MIN).then_some((self.survey_ts_ms, self.survey_score))
+        self.surveyed.then_some((self.survey_ts_ms, self.survey_score))
     }
 
     /// BG/NBD statistics in days at `now_day`: `x` = distinct transaction days − 1, `t_x` =
@@ -933,6 +723,7 @@ impl AccountState {
 
 #[cfg(test)]
 mod tests {
+    use super::super::entries::INLINE_ENTRIES;
     use super::*;
 
     fn masks() -> Masks {
@@ -941,20 +732,6 @@ mod tests {
             transaction: c.transaction_mask(),
             interaction: c.interaction_mask(),
         }
-    }
-
-    #[test]
-    fn entry_key_round_trips_and_sorts() {
-        for (d, k) in [(0, 0u8), (-5, 3), (20_000, 12), (-(1 << 27), 13), ((1 << 27) - 1, 15)] {
-            let e = DayEntry {
-                key: entry_key(d, k),
-                count: 1,
-                amount: 0,
-            };
-            assert_eq!((e.day(), e.kind()), (d, k));
-        }
-        assert!(entry_key(-1, 15) < entry_key(0, 0));
-        assert!(entry_key(5, 1) < entry_key(5, 2));
     }
 
     #[test]
@@ -1011,6 +788,15 @@ mod tests {
             assert_eq!(h.activity_short, w[0].count(EventKind::Activity));
             assert_eq!(h.activity_long, w[2].count(EventKind::Activity));
             assert_eq!(h.complaints_spike, w[1].count(EventKind::Complaint));
+            // A spike window the ring answers (7 days), against the entries.
+            let h = s.hot_sums(now_day, 7, 90, 7);
+            assert_eq!(h.complaints_spike, w[0].count(EventKind::Complaint));
+            let first = s
+                .entries
+                .iter()
+                .find(|e| e.kind() == EventKind::Complaint as u8 && e.day() > now_day - 7 && e.day() <= now_day)
+                .map(|e| e.day());
+            assert_eq!(h.first_spike_day, first);
         };
         for day in 0..200i64 {
             // 1-3 activity events a day (several on one entry), a complaint every third day.
@@ -1056,12 +842,20 @@ mod tests {
             assert!(off < 64, "offset {off}");
         }
         assert!(offset_of!(AccountState, kind_last_min) >= 64 && offset_of!(AccountState, complaints) < 128);
-        // The inline entries start a line and fill two.
-        assert_eq!(
-            (offset_of!(AccountState, entries) + offset_of!(Entries, inline)) % 64,
-            0
-        );
-        assert_eq!(size_of::<[DayEntry; INLINE_ENTRIES]>(), 128);
+        // Line 2 on: the entries end the hot lines, the cold fields start a line.
+        let hot_end = offset_of!(AccountState, entries) + size_of::<Entries>();
+        assert_eq!(hot_end % 64, 0);
+        assert_eq!(offset_of!(AccountState, survey_ts_ms), hot_end);
+        assert!(offset_of!(AccountState, survey_score) < hot_end);
+        // The two cold lines, each prefetched on its own condition.
+        for off in [
+            offset_of!(AccountState, survey_tie),
+            offset_of!(AccountState, timer_at),
+            offset_of!(AccountState, cad_n),
+        ] {
+            assert!(off >= hot_end && off < hot_end + 64, "offset {off}");
+        }
+        assert_eq!(offset_of!(AccountState, kind_first_min), hot_end + 64);
     }
 
     #[test]
@@ -1075,7 +869,8 @@ mod tests {
         }
         assert_eq!(s.entries.len(), n as usize);
         assert!(s.entries.heap_bytes() > 0, "spilled");
-        assert!(s.entries.windows(2).all(|w| w[0].key < w[1].key));
+        let all: Vec<DayEntry> = s.entries.iter().copied().collect();
+        assert!(all.windows(2).all(|w| w[0].key < w[1].key));
         assert_eq!(s.oldest_day, 0);
         let q = super::super::ScoringConfig::default().quiet;
         // Evict all but the last 3 days: back inline.
@@ -1088,7 +883,7 @@ mod tests {
         // Inline eviction.
         s.maintain(0, (n - 1) as i32, m, &q);
         assert_eq!(s.entries.len(), 1);
-        assert_eq!(s.entries[0].day(), (n - 1) as i32);
+        assert_eq!(s.entries.first().map(|e| e.day()), Some((n - 1) as i32));
     }
 
     #[test]
