@@ -12,16 +12,27 @@ pub(super) const DAY_BIAS: i64 = 1 << 27;
 /// No day (the newest day of an empty ring).
 const NO_DAY: i32 = i32::MIN;
 
-/// The key of `(day, kind)`: sorting by key sorts by day, then kind.
+/// Kind codes are stored xor this in entry keys, which puts activity (code 1) at 15.
+const KIND_XOR: u8 = 15 ^ EventKind::Activity as u8;
+
+/// The key of `(day, kind)`: sorting by key sorts by day, then by `kind ^ KIND_XOR`, so that a
+/// day's activity entry (most events) is its last: an update's search from the newest entry back
+/// finds it first.
 #[inline]
 pub(super) fn entry_key(day: i32, kind: u8) -> u32 {
-    ((((day as i64) + DAY_BIAS) as u32) << 4) | kind as u32
+    day_end_key(day) & !15 | (kind ^ KIND_XOR) as u32
+}
+
+/// The greatest key of `day` (that of activity).
+#[inline]
+pub(super) fn day_end_key(day: i32) -> u32 {
+    ((((day as i64) + DAY_BIAS) as u32) << 4) | 15
 }
 
 /// One (day, kind) with events: 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayEntry {
-    /// `(day + 2^27) << 4 | kind`: see [`entry_key`].
+    /// `(day + 2^27) << 4 | (kind ^ KIND_XOR)`: see [`entry_key`].
     pub(super) key: u32,
     /// Events of this kind on this day (saturating).
     pub(super) count: u32,
@@ -39,7 +50,7 @@ impl DayEntry {
     /// The kind code (or `KIND_SURVEY_NO_SCORE`).
     #[inline]
     pub fn kind(&self) -> u8 {
-        (self.key & 15) as u8
+        (self.key & 15) as u8 ^ KIND_XOR
     }
 
     /// Events of this kind on this day.
@@ -136,48 +147,60 @@ impl DayRing {
         }
     }
 
-    /// The ring's days within `[from, now_day]`, when the ring answers for that window: `now_day`
-    /// is not before its newest day and the window is at most [`RING_DAYS`] long. Empty when the
-    /// ring counted nothing.
+    /// The slots (bit `d mod RING_DAYS`) of the ring's days within `[from, now_day]`, when the
+    /// ring answers for that window: `now_day` is not before its newest day and the window is at
+    /// most [`RING_DAYS`] long. No slot when the ring counted nothing.
     #[inline]
-    fn days(&self, from: i32, now_day: i32) -> Option<std::ops::RangeInclusive<i32>> {
+    fn slots(&self, from: i32, now_day: i32) -> Option<u8> {
         if self.day == NO_DAY {
-            #[allow(clippy::reversed_empty_ranges)]
-            return Some(1..=0);
+            return Some(0);
         }
-        (now_day >= self.day && now_day - from < RING_DAYS as i32)
-            .then(|| from.max(self.day - RING_DAYS as i32 + 1)..=self.day)
+        if now_day < self.day || now_day - from >= RING_DAYS as i32 {
+            return None;
+        }
+        let lo = from.max(self.day - RING_DAYS as i32 + 1);
+        if lo > self.day {
+            return Some(0);
+        }
+        let days = (self.day - lo + 1) as u32;
+        Some((((1u32 << days) - 1) as u8).rotate_left(Self::slot(lo) as u32))
     }
 
     /// Activity of `[from, now_day]`, when the ring answers and no day in it saturated.
     #[inline]
     fn activity(&self, from: i32, now_day: i32) -> Option<u32> {
-        let mut sum = 0u32;
-        for d in self.days(from, now_day)? {
-            let c = self.activity[Self::slot(d)];
-            if c == u16::MAX {
-                return None;
-            }
+        let slots = self.slots(from, now_day)?;
+        // A fixed-length pass over every slot (vectorized), the others masked out.
+        let (mut sum, mut saturated) = (0u32, false);
+        for (i, &c) in self.activity.iter().enumerate() {
+            let c = if slots & (1 << i) != 0 { c } else { 0 };
+            saturated |= c == u16::MAX;
             sum += c as u32;
         }
-        Some(sum)
+        (!saturated).then_some(sum)
     }
 
     /// Complaints of `[from, now_day]` and the first day with one, when the ring answers and no
     /// day in it saturated.
     #[inline]
     fn complaints(&self, from: i32, now_day: i32) -> Option<(u32, Option<i32>)> {
-        let (mut sum, mut first) = (0u32, None);
-        for d in self.days(from, now_day)? {
-            let c = self.complaints[Self::slot(d)];
-            if c == u8::MAX {
-                return None;
-            }
-            if c > 0 && first.is_none() {
-                first = Some(d);
-            }
+        let slots = self.slots(from, now_day)?;
+        let (mut sum, mut saturated, mut with) = (0u32, false, 0u8);
+        for (i, &c) in self.complaints.iter().enumerate() {
+            let c = if slots & (1 << i) != 0 { c } else { 0 };
+            saturated |= c == u8::MAX;
+            with |= ((c != 0) as u8) << i;
             sum += c as u32;
         }
+        if saturated {
+            return None;
+        }
+        // The first day with a complaint: the newest day's slot, less the distance back to the
+        // oldest slot with one (slots rotated so that bit 7 is the newest day).
+        let first = (with != 0).then(|| {
+            let back = with.rotate_right((Self::slot(self.day) + 1) as u32 % RING_DAYS as u32);
+            self.day - (RING_DAYS as i32 - 1) + back.trailing_zeros() as i32
+        });
         Some((sum, first))
     }
 
@@ -547,8 +570,15 @@ mod tests {
             };
             assert_eq!((e.day(), e.kind()), (d, k));
         }
-        assert!(entry_key(-1, 15) < entry_key(0, 0));
-        assert!(entry_key(5, 1) < entry_key(5, 2));
+        assert!(entry_key(-1, 0) < entry_key(0, 15));
+        // Within a day, activity last.
+        assert!(
+            (0..16)
+                .filter(|&k| k != ACTIVITY)
+                .all(|k| entry_key(5, k) < entry_key(5, ACTIVITY))
+        );
+        assert_eq!(entry_key(5, ACTIVITY), day_end_key(5));
+        assert!((0..16).all(|k| entry_key(5, k) <= day_end_key(5) && entry_key(5, k) > day_end_key(4)));
     }
 
     #[test]

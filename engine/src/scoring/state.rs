@@ -20,7 +20,7 @@ use crate::event::EventKind;
 
 use super::account::AccountMeta;
 use super::config::QuietConfig;
-use super::entries::{DAY_BIAS, DayEntry, Entries, entry_key};
+use super::entries::{DAY_BIAS, DayEntry, Entries, day_end_key, entry_key};
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -176,7 +176,7 @@ pub struct AccountState {
     pub settled: Settled,
     /// Latest scored survey's score (see `surveyed`).
     pub survey_score: f64,
-    /// Sparse daily entries, ascending by (day, kind). Ends the hot lines.
+    /// Sparse daily entries, ascending by key (day, then kind). Ends the hot lines.
     pub entries: Entries,
     // Cold line 5: surveys, and key accounts' quiet timer and cadence (see
     // `AccountState::prefetch_cold`); the daily sweep's score history and the dimension.
@@ -507,7 +507,7 @@ impl AccountState {
         let start = if last == NO_DAY {
             0
         } else {
-            let after = entry_key(last, 15);
+            let after = day_end_key(last);
             self.entries.partition_point(|e| e.key <= after)
         };
         let mut prev_day = NO_DAY;
