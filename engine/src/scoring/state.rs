@@ -451,8 +451,9 @@ impl AccountState {
         if self.key || kind == EventKind::Survey {
             super::mem::prefetch(&self.survey_ts_ms, 1);
         }
+        // `minute_of(ts_ms) < last` without the division (a hint: exact but for clamped times).
         let last = self.kind_last_min[kind as usize];
-        if minute_of(ts_ms) < last || last == i32::MIN {
+        if ts_ms < last as i64 * MINUTE_MS || last == i32::MIN {
             super::mem::prefetch(&self.kind_first_min, 1);
         }
         self.entries.prefetch_heap();
