@@ -56,8 +56,8 @@ use crate::error::EngineError;
 use crate::event::EventKind;
 use crate::schema;
 
-/// Snapshot format version. 4: the latest survey's time is stored after the daily entries, with
-/// a flag before them. 3: event id hashes (de-duplication keys, survey tie-break) are XXH3-128;
+/// Snapshot format version. 4: daily entry keys hold `kind ^ 14` (activity last within a day),
+/// and the latest survey's time is stored after the daily entries, with a flag before them. 3: event id hashes (de-duplication keys, survey tie-break) are XXH3-128;
 /// version 2 held MurmurHash3 hashes, which would not match redeliveries.
 const SNAPSHOT_VERSION: u32 = 4;
 

@@ -5,7 +5,9 @@
 //! - Rolling windows come from sparse daily entries, one per (day of event time, kind) that had
 //!   events: `count` and `amount` (the kind's money or score field, fixed point, 1e-4 units) are
 //!   integer sums, so they are exact and associative. Entries older than the long window are
-//!   evicted; a non-late event can never land there (lateness < long window).
+//!   evicted; a non-late event can never land there (lateness < long window). The entries and
+//!   their running sums (held activity, per-day activity and complaints of the recent days) are
+//!   in [`super::entries`].
 //! - Cumulative counters (tickets, complaints, distinct transaction days) are integer sums.
 //! - The latest survey is the one with the greatest `(ts, event id hash)`.
 //! - The interaction cadence is an EWMA over the log gaps between distinct interaction days,
