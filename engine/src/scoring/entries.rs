@@ -83,7 +83,7 @@ const ARCHIVE_ENTRIES: usize = 4;
 /// 8 entries more reallocations).
 const FIRST_HEAP: usize = 3 * ARCHIVE_ENTRIES;
 
-/// Days counted by [`DayRing`]: the short and spike windows up to this long are answered
+/// Days counted by `DayRing`: the short and spike windows up to this long are answered
 /// without reading any entry.
 pub const RING_DAYS: usize = 8;
 
@@ -228,8 +228,8 @@ impl DayRing {
 /// newest inside the account's state (the same cache lines as the rest of it, no allocation), and
 /// the older ones on the heap, each below every inline key. Updates land on recent days (the
 /// lateness window), so they mostly read and write the inline part only; when it is full, its
-/// oldest [`ARCHIVE_ENTRIES`] move to the end of the heap part. Alongside, running sums kept by
-/// every change: the held activity count (the long window's activity) and a [`DayRing`] (the
+/// oldest `ARCHIVE_ENTRIES` move to the end of the heap part. Alongside, running sums kept by
+/// every change: the held activity count (the long window's activity) and a `DayRing` (the
 /// short window's activity, the spike window's complaints). Serializes as one sequence, like a
 /// `Vec<DayEntry>`; the sums are derived.
 #[derive(Debug, Clone)]
