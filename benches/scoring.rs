@@ -21,7 +21,9 @@
 //!    Then (`VIGIL_BENCH_FULL_WINDOW=0` skips it) untimed days at the measured rate up to day
 //!    `lateness + 1`, and 2 more timed days ("full window"): every day the de-duplication window
 //!    holds is then a full day, and a new day's table is the one of the day that left the window
-//!    (no fresh memory). The accounts' entry lists keep growing until the long window is full.
+//!    (no fresh memory). The accounts' entry lists keep growing until the long window is full;
+//!    `VIGIL_BENCH_FILL_DAYS=92` fills to day 92 first (about 110 M untimed events, 2 minutes),
+//!    where the 90-day window is full and every account evicts a day each day.
 //! 5. Baseline, same batches, same run: a pass that reads every column the core reads and
 //!    hashes each account id (ahash) and event id (XXH3-128), without state updates.
 //!
@@ -363,11 +365,17 @@ fn run(dist: Dist, n_batches: usize, seed: u64) -> (Report, ScoringCore) {
     let steady = steady.map(|batches| measure(&mut core, &batches, dist, "steady state"));
     let full_window = phase_on("VIGIL_BENCH_FULL_WINDOW").then(|| {
         // Untimed days at the measured rate until the first measured day has left the
-        // de-duplication window, then two timed days.
+        // de-duplication window (or to day `VIGIL_BENCH_FILL_DAYS`, e.g. 92 for a full 90-day
+        // window, where every account evicts a day each day), then two timed days.
         let lateness = core.config().lateness_days as i64;
+        let fill_to = std::env::var("VIGIL_BENCH_FILL_DAYS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(lateness + 1);
         let mut day = if steady.is_some() { 4 } else { 2 };
         let t = Instant::now();
-        while day < lateness + 1 {
+        while day < fill_to {
             let fill = measured_batches(&mut rng, dist, n_batches, &format!("f{day}-"), START + day * DAY);
             for (b, t_batch) in &fill {
                 core.apply_batch(b).expect("valid");
