@@ -498,7 +498,9 @@ impl AccountState {
         self.cad_n = n;
         self.cad_ewma = ewma;
         if self.oldest_day < horizon_day {
-            let cut = self.entries.partition_point(|e| e.day() < horizon_day);
+            // From the front, not a binary search: the days leaving are the first few entries
+            // of a list up to the long window's length (a search would take a miss per probe).
+            let cut = self.entries.iter().take_while(|e| e.day() < horizon_day).count();
             self.entries.drop_front(cut);
             self.oldest_day = self.entries.first().map_or(i32::MAX, |e| e.day());
         }
@@ -510,8 +512,9 @@ impl AccountState {
         let start = if last == NO_DAY {
             0
         } else {
+            // From the back: the days not folded yet are the newest few.
             let after = day_end_key(last);
-            self.entries.partition_point(|e| e.key <= after)
+            self.entries.len() - self.entries.iter().rev().take_while(|e| e.key > after).count()
         };
         let mut prev_day = NO_DAY;
         for e in self.entries.iter().skip(start) {
