@@ -57,8 +57,9 @@ use crate::event::EventKind;
 use crate::schema;
 
 /// Snapshot format version. 4: daily entry keys hold `kind ^ 14` (activity last within a day),
-/// and the latest survey's time is stored after the daily entries, with a flag before them. 3: event id hashes (de-duplication keys, survey tie-break) are XXH3-128;
-/// version 2 held MurmurHash3 hashes, which would not match redeliveries.
+/// and the latest survey's time is stored after the daily entries, with a flag before them.
+/// 3: event id hashes (de-duplication keys, survey tie-break) are XXH3-128; version 2 held
+/// MurmurHash3 hashes, which would not match redeliveries.
 const SNAPSHOT_VERSION: u32 = 4;
 
 /// What one [`ScoringCore::apply_batch`] did.

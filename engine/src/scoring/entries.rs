@@ -52,18 +52,6 @@ impl DayEntry {
     pub fn kind(&self) -> u8 {
         (self.key & 15) as u8 ^ KIND_XOR
     }
-
-    /// Events of this kind on this day.
-    #[inline]
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
-    /// Sum of the kind's value field, fixed point.
-    #[inline]
-    pub fn amount(&self) -> u64 {
-        self.amount
-    }
 }
 
 const EMPTY_ENTRY: DayEntry = DayEntry {
@@ -214,7 +202,6 @@ impl DayRing {
         let counted = |e: &&DayEntry| e.kind() == ACTIVITY || e.kind() == COMPLAINT;
         let mut ring = DayRing::EMPTY;
         if let Some(newest) = entries.clone().rev().find(counted).map(|e| e.day()) {
-            ring.day = newest;
             let from = newest - RING_DAYS as i32 + 1;
             for e in entries.rev().take_while(|e| e.day() >= from).filter(counted) {
                 ring.add(e.day(), e.kind(), e.count);
@@ -313,15 +300,11 @@ impl Entries {
         self.recent().last()
     }
 
-    /// The number of entries (oldest first) for which `pred` holds, `pred` being true for a
-    /// prefix.
-    pub fn partition_point(&self, pred: impl Fn(&DayEntry) -> bool) -> usize {
-        let h = self.older().partition_point(&pred);
-        if h < self.heap_len as usize {
-            h
-        } else {
-            h + self.recent().partition_point(pred)
-        }
+    /// The number of entries of days before `day`, counted from the oldest: when they are the
+    /// days leaving the window, a few entries of a list up to the long window's length (a binary
+    /// search would take a cache miss per probe).
+    pub fn count_before(&self, day: i32) -> usize {
+        self.iter().take_while(|e| e.day() < day).count()
     }
 
     /// Adds one event to the entry `key` with `amount` (saturating), creating the entry if
@@ -671,7 +654,7 @@ mod tests {
                         m.1 += amount;
                     }
                     Step::Evict(day) => {
-                        e.drop_front(e.partition_point(|x| x.day() < day));
+                        e.drop_front(e.count_before(day));
                         model.retain(|&k, _| DayEntry { key: k, count: 0, amount: 0 }.day() >= day);
                     }
                 }

@@ -498,9 +498,7 @@ impl AccountState {
         self.cad_n = n;
         self.cad_ewma = ewma;
         if self.oldest_day < horizon_day {
-            // From the front, not a binary search: the days leaving are the first few entries
-            // of a list up to the long window's length (a search would take a miss per probe).
-            let cut = self.entries.iter().take_while(|e| e.day() < horizon_day).count();
+            let cut = self.entries.count_before(horizon_day);
             self.entries.drop_front(cut);
             self.oldest_day = self.entries.first().map_or(i32::MAX, |e| e.day());
         }
@@ -610,12 +608,12 @@ impl AccountState {
                     break;
                 }
                 if e.kind() == EventKind::Activity as u8 {
-                    h.activity_long = h.activity_long.saturating_add(e.count());
+                    h.activity_long = h.activity_long.saturating_add(e.count);
                     if d >= s_start {
-                        h.activity_short = h.activity_short.saturating_add(e.count());
+                        h.activity_short = h.activity_short.saturating_add(e.count);
                     }
                 } else if e.kind() == EventKind::Complaint as u8 && d >= c_start {
-                    h.complaints_spike = h.complaints_spike.saturating_add(e.count());
+                    h.complaints_spike = h.complaints_spike.saturating_add(e.count);
                     h.first_spike_day = Some(d);
                 }
             }
