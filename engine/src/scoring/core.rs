@@ -258,6 +258,8 @@ const SETTLE_KEEPING: u16 = 1 << EventKind::Activity as u16
 /// How many rows apart the lookup stages of `apply_batch`'s loop run (the de-duplication insert
 /// runs twice as far behind its prefetch).
 const LOOKUP_AHEAD: usize = 8;
+/// How many accounts ahead the daily sweep prefetches an account's cold lines and heap entries.
+const SWEEP_AHEAD: usize = 4;
 /// How many rows ahead `apply_batch`'s update stage prefetches a state.
 const PREFETCH_AHEAD: usize = 8;
 /// How many rows the update stage of `apply_batch` runs behind the de-duplication insert.
@@ -712,7 +714,8 @@ impl ScoringCore {
                     && !rows[j].dup
                 {
                     let p = &rows[j];
-                    self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms);
+                    let (_, horizon_day) = eviction_days(p.now_day, lateness_days, long);
+                    self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms, horizon_day);
                 }
                 if let Some(pos) = row_at!($ramp, i, 0, UPDATE_AT)
                     && !rows[pos].dup
@@ -977,6 +980,9 @@ impl ScoringCore {
             self.st.swept_day = today;
             let at = EvalAt::new(now, &self.st.config);
             for idx in 0..self.st.accounts.len() as u32 {
+                if let Some(ahead) = self.st.accounts.get(idx as usize + SWEEP_AHEAD) {
+                    ahead.prefetch_for_sweep();
+                }
                 self.evaluate_account(idx, &at, &mut alerts);
                 let score = self.compute(idx as usize, now).0;
                 self.st.accounts[idx as usize].record_history(today, score);

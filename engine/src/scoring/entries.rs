@@ -215,7 +215,10 @@ impl DayRing {
 /// newest inside the account's state (the same cache lines as the rest of it, no allocation), and
 /// the older ones on the heap, each below every inline key. Updates land on recent days (the
 /// lateness window), so they mostly read and write the inline part only; when it is full, its
-/// oldest `ARCHIVE_ENTRIES` move to the end of the heap part. Alongside, running sums kept by
+/// oldest `ARCHIVE_ENTRIES` move to the end of the heap part. The heap part is a ring buffer:
+/// eviction moves its start and leaves the entries where they are (a `memmove` of the whole
+/// part per account and day was the most of an update in a full 90-day window), and appends wrap
+/// around its end. Alongside, running sums kept by
 /// every change: the held activity count (the long window's activity) and a `DayRing` (the
 /// short window's activity, the spike window's complaints). Serializes as one sequence, like a
 /// `Vec<DayEntry>`; the sums are derived.
@@ -225,11 +228,16 @@ pub struct Entries {
     ring: DayRing,
     /// Number of inline entries; 0 only when there is no entry at all.
     len: u8,
+    /// Index in `heap` of the oldest heap entry: the held ones run from it for `heap_len`,
+    /// wrapping at the end. Always 0 in a heap of over [`MOVING_HEAD_MAX`] entries (eviction moves
+    /// those down instead).
+    heap_head: u16,
     /// Sum of the counts of the activity entries held, saturating at `u32::MAX` (then unknown).
     activity: u32,
     heap_len: u32,
-    /// The older entries: the first `heap_len` are held, the rest is spare capacity (a boxed
-    /// slice and a `u32` length: 8 bytes fewer than a `Vec` in the state's hot lines).
+    /// The older entries: `heap_len` of them from `heap_head` on, wrapping; the rest is spare
+    /// capacity (a boxed slice, a `u32` length and a `u16` start: 8 bytes fewer than a
+    /// `VecDeque` in the state's hot lines).
     heap: Box<[DayEntry]>,
     /// The newest entries, ascending.
     inline: [DayEntry; INLINE_ENTRIES],
@@ -240,6 +248,7 @@ impl Default for Entries {
         Entries {
             ring: DayRing::EMPTY,
             len: 0,
+            heap_head: 0,
             activity: 0,
             heap_len: 0,
             heap: Box::default(),
@@ -255,25 +264,53 @@ impl PartialEq for Entries {
 }
 
 /// Iterator over an account's entries, oldest first.
-pub type EntryIter<'a> = std::iter::Chain<std::slice::Iter<'a, DayEntry>, std::slice::Iter<'a, DayEntry>>;
+pub type EntryIter<'a> = std::iter::Chain<
+    std::iter::Chain<std::slice::Iter<'a, DayEntry>, std::slice::Iter<'a, DayEntry>>,
+    std::slice::Iter<'a, DayEntry>,
+>;
+
+/// The largest heap part whose start moves on eviction (one that `heap_head` can index).
+const MOVING_HEAD_MAX: usize = u16::MAX as usize + 1;
 
 impl Entries {
-    /// The heap (older) entries.
+    /// The heap (older) entries, in two slices: from the start to the end of the buffer, and the
+    /// rest, wrapped around to its beginning.
     #[inline]
-    fn older(&self) -> &[DayEntry] {
-        &self.heap[..self.heap_len as usize]
+    fn older(&self) -> (&[DayEntry], &[DayEntry]) {
+        let (head, h, cap) = (self.heap_head as usize, self.heap_len as usize, self.heap.len());
+        if head + h <= cap {
+            (&self.heap[head..head + h], &[])
+        } else {
+            (&self.heap[head..], &self.heap[..head + h - cap])
+        }
     }
 
-    /// The inline (newest) entries.
+    /// The index in `heap` of the `k`-th held heap entry (`k` up to `heap_len`, the slot after
+    /// the newest).
     #[inline]
-    fn recent(&self) -> &[DayEntry] {
+    fn heap_slot(&self, k: usize) -> usize {
+        let i = self.heap_head as usize + k;
+        if i >= self.heap.len() { i - self.heap.len() } else { i }
+    }
+
+    /// The newest heap entry.
+    #[inline]
+    fn older_last(&self) -> Option<&DayEntry> {
+        let h = self.heap_len as usize;
+        (h > 0).then(|| &self.heap[self.heap_slot(h - 1)])
+    }
+
+    /// The inline entries: the newest ones, below which every other entry lies.
+    #[inline]
+    pub fn recent(&self) -> &[DayEntry] {
         &self.inline[..self.len as usize]
     }
 
     /// All entries, ascending by key.
     #[inline]
     pub fn iter(&self) -> EntryIter<'_> {
-        self.older().iter().chain(self.recent())
+        let (a, b) = self.older();
+        a.iter().chain(b).chain(self.recent())
     }
 
     /// Number of entries.
@@ -291,7 +328,11 @@ impl Entries {
     /// The oldest entry.
     #[inline]
     pub fn first(&self) -> Option<&DayEntry> {
-        self.older().first().or_else(|| self.recent().first())
+        if self.heap_len > 0 {
+            Some(&self.heap[self.heap_head as usize])
+        } else {
+            self.recent().first()
+        }
     }
 
     /// The newest entry.
@@ -320,7 +361,7 @@ impl Entries {
             i -= 1;
         }
         // The inline part takes every key from its oldest on, and any key after the heap's.
-        if i > 0 || self.older().last().is_none_or(|e| key > e.key) {
+        if i > 0 || self.older_last().is_none_or(|e| key > e.key) {
             if i > 0 && self.inline[i - 1].key == key {
                 let added = bump(&mut self.inline[i - 1], amount);
                 let e = self.inline[i - 1];
@@ -347,6 +388,8 @@ impl Entries {
     /// [`Entries::add`] of a key at or before the heap part's newest.
     #[inline(never)]
     fn add_older(&mut self, key: u32, amount: u64) {
+        // Rare (older than the inline entries): search and insert in one slice.
+        self.make_contiguous();
         let h = self.heap_len as usize;
         let mut i = h;
         while i > 0 && self.heap[i - 1].key > key {
@@ -388,24 +431,37 @@ impl Entries {
         }
     }
 
-    /// Appends `parts` to the heap part.
+    /// Appends `parts` to the heap part (a few entries, each to its slot: the part may wrap).
     fn push_older(&mut self, parts: &[&[DayEntry]]) {
         self.reserve(parts.iter().map(|p| p.len()).sum());
-        for p in parts {
-            let h = self.heap_len as usize;
-            self.heap[h..h + p.len()].copy_from_slice(p);
-            self.heap_len += p.len() as u32;
+        for &e in parts.iter().flat_map(|p| p.iter()) {
+            let i = self.heap_slot(self.heap_len as usize);
+            self.heap[i] = e;
+            self.heap_len += 1;
         }
     }
 
-    /// Room on the heap for `more` entries (doubling, from [`FIRST_HEAP`]).
+    /// Room on the heap for `more` entries (doubling, from [`FIRST_HEAP`]); a grown part starts
+    /// at index 0.
     fn reserve(&mut self, more: usize) {
         let h = self.heap_len as usize;
         if h + more > self.heap.len() {
             let cap = (2 * self.heap.len()).max(FIRST_HEAP).max(h + more);
             let mut grown = vec![EMPTY_ENTRY; cap].into_boxed_slice();
-            grown[..h].copy_from_slice(self.older());
+            let (a, b) = self.older();
+            grown[..a.len()].copy_from_slice(a);
+            grown[a.len()..h].copy_from_slice(b);
             self.heap = grown;
+            self.heap_head = 0;
+        }
+    }
+
+    /// Moves the heap part's entries to start at index 0.
+    fn make_contiguous(&mut self) {
+        let head = self.heap_head as usize;
+        if head != 0 {
+            self.heap.rotate_left(head);
+            self.heap_head = 0;
         }
     }
 
@@ -449,8 +505,8 @@ impl Entries {
             .fold(0u32, |a, e| a.saturating_add(e.count))
     }
 
-    /// Removes the first `n` entries (whole days: the ones before a day); the heap part is
-    /// released when the rest fits inline.
+    /// Removes the first `n` entries (whole days: the ones before a day): the heap part's start
+    /// moves past them (no entry moves); the heap part is released when the rest fits inline.
     pub fn drop_front(&mut self, n: usize) {
         let n = n.min(self.len());
         if n == 0 {
@@ -464,7 +520,11 @@ impl Entries {
         self.ring.clear_before(kept_from);
         let h = self.heap_len as usize;
         if n < h {
-            self.heap.copy_within(n..h, 0);
+            if self.heap.len() <= MOVING_HEAD_MAX {
+                self.heap_head = self.heap_slot(n) as u16;
+            } else {
+                self.heap.copy_within(n..h, 0); // a heap part this large starts at 0
+            }
             self.heap_len -= n as u32;
         } else {
             let m = n - h;
@@ -476,10 +536,13 @@ impl Entries {
         let (h, len) = (self.heap_len as usize, self.len as usize);
         if h + len <= INLINE_ENTRIES {
             self.inline.copy_within(..len, h);
-            self.inline[..h].copy_from_slice(&self.heap[..h]);
+            for k in 0..h {
+                self.inline[k] = self.heap[self.heap_slot(k)];
+            }
             self.len = (h + len) as u8;
             self.heap = Box::default();
             self.heap_len = 0;
+            self.heap_head = 0;
         }
     }
 
@@ -495,9 +558,30 @@ impl Entries {
     #[inline]
     pub fn prefetch_heap(&self) {
         if self.len as usize == INLINE_ENTRIES
-            && let Some(e) = self.older().last()
+            && let Some(e) = self.older_last()
         {
             super::mem::prefetch(e, 2);
+        }
+    }
+
+    /// Prefetches the oldest entry's line: eviction reads the entries from there.
+    #[inline]
+    pub fn prefetch_front(&self) {
+        if let Some(e) = self.first() {
+            super::mem::prefetch(e, 1);
+        }
+    }
+
+    /// Prefetches every line of the heap part, for a pass that reads all entries (the daily
+    /// sweep's window sums) a few accounts ahead.
+    #[inline]
+    pub fn prefetch_older(&self) {
+        let (a, b) = self.older();
+        for part in [a, b] {
+            if let (Some(first), Some(last)) = (part.first(), part.last()) {
+                let lines = (last as *const DayEntry as usize) / 64 - (first as *const DayEntry as usize) / 64 + 1;
+                super::mem::prefetch(first, lines);
+            }
         }
     }
 

@@ -127,6 +127,17 @@ const NO_DAY: i32 = i32::MIN;
 const HIST: usize = 8;
 const HIST_NONE: u16 = u16::MAX;
 
+/// `ln(days)` of a gap between interaction days: from a table for the common short gaps (the
+/// same values as `f64::ln`, computed once), `f64::ln` beyond.
+#[inline]
+fn ln_days(days: i32) -> f64 {
+    static LN: std::sync::LazyLock<[f64; 64]> = std::sync::LazyLock::new(|| std::array::from_fn(|i| (i as f64).ln()));
+    match usize::try_from(days) {
+        Ok(d) if d < 64 => LN[d],
+        _ => (days as f64).ln(),
+    }
+}
+
 /// Longest account id kept inline in [`AccountState`].
 pub const INLINE_ID: usize = 16;
 
@@ -444,14 +455,19 @@ impl AccountState {
     }
 
     /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` and the account's
-    /// evaluation will read: the survey, timer and cadence line for a survey or a key account, the
-    /// first-minutes line for an event that may move its kind's first minute (see
+    /// evaluation will read: the survey, timer and cadence line for a survey or a key account, or
+    /// when eviction before `horizon_day` is due (its cadence fold), with the oldest heap entries
+    /// it drops; the first-minutes line for an event that may move its kind's first minute (see
     /// [`AccountState::apply`]); and the heap entries an update may write
     /// ([`Entries::prefetch_heap`]). Reads the hot lines, prefetched a little before.
     #[inline]
-    pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64) {
-        if self.key || kind == EventKind::Survey {
+    pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64, horizon_day: i32) {
+        let evicts = self.needs_eviction(horizon_day);
+        if self.key || kind == EventKind::Survey || evicts {
             super::mem::prefetch(&self.survey_ts_ms, 1);
+        }
+        if evicts {
+            self.entries.prefetch_front();
         }
         // `minute_of(ts_ms) < last` without the division (a hint: exact but for clamped times).
         let last = self.kind_last_min[kind as usize];
@@ -459,6 +475,14 @@ impl AccountState {
             super::mem::prefetch(&self.kind_first_min, 1);
         }
         self.entries.prefetch_heap();
+    }
+
+    /// Prefetches what the daily sweep reads beyond the hot lines, which a sequential pass over
+    /// the accounts brings in by itself: the cold lines and the heap entries.
+    #[inline]
+    pub fn prefetch_for_sweep(&self) {
+        super::mem::prefetch(&self.survey_ts_ms, 2);
+        self.entries.prefetch_older();
     }
 
     /// True when an entry of a transaction kind exists on `day`.
@@ -506,16 +530,35 @@ impl AccountState {
 
     /// The cadence fold continued over the interaction days in the entries before `until_day`.
     fn fold(&self, until_day: i32, masks: Masks, q: &QuietConfig) -> (i32, u32, f64) {
+        let last = self.cad_last_day;
+        if last == NO_DAY {
+            return self.fold_from(self.entries.iter(), until_day, masks, q);
+        }
+        // The days not folded yet are the newest few: from the back, in the inline entries alone
+        // when they reach back to the last folded day (most calls).
+        let after = day_end_key(last);
+        let recent = self.entries.recent();
+        match recent.iter().rposition(|e| e.key <= after) {
+            Some(k) => self.fold_from(recent[k + 1..].iter(), until_day, masks, q),
+            None => {
+                let start = self.entries.len() - self.entries.iter().rev().take_while(|e| e.key > after).count();
+                self.fold_from(self.entries.iter().skip(start), until_day, masks, q)
+            }
+        }
+    }
+
+    /// [`AccountState::fold`] over `entries`, the ones after the last folded day.
+    #[inline]
+    fn fold_from<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a DayEntry>,
+        until_day: i32,
+        masks: Masks,
+        q: &QuietConfig,
+    ) -> (i32, u32, f64) {
         let (mut last, mut n, mut ewma) = (self.cad_last_day, self.cad_n, self.cad_ewma);
-        let start = if last == NO_DAY {
-            0
-        } else {
-            // From the back: the days not folded yet are the newest few.
-            let after = day_end_key(last);
-            self.entries.len() - self.entries.iter().rev().take_while(|e| e.key > after).count()
-        };
         let mut prev_day = NO_DAY;
-        for e in self.entries.iter().skip(start) {
+        for e in entries {
             let d = e.day();
             if d >= until_day {
                 break;
@@ -525,7 +568,7 @@ impl AccountState {
             }
             prev_day = d;
             if last != NO_DAY {
-                let lg = ((d - last) as f64).ln();
+                let lg = ln_days(d - last);
                 ewma = if n == 0 {
                     lg
                 } else {
@@ -729,6 +772,14 @@ impl AccountState {
 mod tests {
     use super::super::entries::INLINE_ENTRIES;
     use super::*;
+
+    #[test]
+    fn ln_days_is_ln_bit_for_bit() {
+        for d in [0, 1, 2, 3, 7, 30, 63, 64, 65, 90, 1000, i32::MAX] {
+            assert_eq!(ln_days(d).to_bits(), (d as f64).ln().to_bits(), "{d}");
+        }
+        assert!(ln_days(-1).is_nan());
+    }
 
     fn masks() -> Masks {
         let c = super::super::ScoringConfig::default();
