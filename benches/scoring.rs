@@ -556,6 +556,8 @@ fn criterion_part(core: &mut ScoringCore) {
 }
 
 fn main() {
+    // The `vigil` binary's allocator setting (the allocator itself comes with the `vigil` crate).
+    vigil::alloc::use_huge_pages();
     let n_batches: usize = std::env::var("VIGIL_BENCH_BATCHES")
         .ok()
         .and_then(|v| v.parse().ok())

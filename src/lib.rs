@@ -1,6 +1,7 @@
 //! The `vigil` application: the continuous pipeline and the zero-setup demo, on top of the
 //! `vigil-connectors` and `vigil-engine` crates. The `vigil` binary (src/main.rs) is its CLI.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

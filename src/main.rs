@@ -122,6 +122,7 @@ fn validate(file: PathBuf, rejects: Option<PathBuf>, verbose: bool) -> anyhow::R
 }
 
 fn main() -> anyhow::Result<()> {
+    vigil::alloc::use_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { file, rejects, verbose } => validate(file, rejects, verbose),
