@@ -43,7 +43,7 @@ use super::churn::{ChurnBreakdown, ChurnParts, Population, RecencyDecay, churn_r
 use super::config::ScoringConfig;
 use super::dedup::{DedupWindow, dedup_key};
 use super::hash::event_id_hash;
-use super::health::{Band, ComponentScore, combine, component_values, engagement_ratio};
+use super::health::{Band, ComponentScore, combine, combined_score, component_values, engagement_ratio};
 use super::intern::Interner;
 use super::mem;
 use super::state::{
@@ -984,11 +984,20 @@ impl ScoringCore {
                     ahead.prefetch_for_sweep();
                 }
                 self.evaluate_account(idx, &at, &mut alerts);
-                let score = self.compute(idx as usize, now).0;
+                let score = self.score_now(idx as usize, now);
                 self.st.accounts[idx as usize].record_history(today, score);
             }
         }
         alerts
+    }
+
+    /// The score of [`ScoringCore::compute`] alone: no parts list, no churn.
+    fn score_now(&self, idx: usize, now: i64) -> f64 {
+        let cfg = &self.st.config;
+        let st = &self.st.accounts[idx];
+        let sums = st.window_sums(day_of(now), cfg.windows.as_array());
+        let (cadence, _) = st.cadence(self.masks, &cfg.quiet);
+        combined_score(&component_values(st, now, &sums, cadence, cfg), cfg)
     }
 
     /// Score, components, churn and window sums of account `idx` at `now`.
@@ -1523,5 +1532,14 @@ mod tests {
         assert_eq!(ids(&a_fast), ids(&a_full));
         assert_eq!(a_fast, a_full);
         assert!(fast == full, "same state");
+        // The sweep's score alone is the full computation's score, bit for bit.
+        let now = fast.now_or_zero();
+        for idx in 0..fast.st.accounts.len() {
+            assert_eq!(
+                fast.score_now(idx, now).to_bits(),
+                fast.compute(idx, now).0.to_bits(),
+                "{idx}"
+            );
+        }
     }
 }

@@ -220,6 +220,19 @@ pub fn component_values(
 
 /// Combines component values into `(score, present components with weights and contributions)`.
 pub fn combine(values: &ComponentValues, cfg: &ScoringConfig) -> (f64, Vec<ComponentScore>) {
+    let mut parts = Vec::with_capacity(7);
+    let score = combine_with(values, cfg, |p| parts.push(p));
+    (score, parts)
+}
+
+/// The score of [`combine`] alone (no list of parts: the daily sweep's history).
+pub fn combined_score(values: &ComponentValues, cfg: &ScoringConfig) -> f64 {
+    combine_with(values, cfg, |_| {})
+}
+
+/// The weighted score, each component's part handed to `part` in order.
+#[inline]
+fn combine_with(values: &ComponentValues, cfg: &ScoringConfig, mut part: impl FnMut(ComponentScore)) -> f64 {
     let weights = cfg.weights.as_array();
     let total: f64 = values
         .iter()
@@ -228,17 +241,16 @@ pub fn combine(values: &ComponentValues, cfg: &ScoringConfig) -> (f64, Vec<Compo
         .map(|(_, w)| w)
         .sum();
     if total <= 0.0 {
-        return (50.0, Vec::new());
+        return 50.0;
     }
     let mut score = 0.0;
-    let mut parts = Vec::with_capacity(7);
     for ((v, w), c) in values.iter().zip(weights).zip(Component::ALL) {
         if let Some(s) = v
             && w > 0.0
         {
             let wn = w / total;
             score += wn * s;
-            parts.push(ComponentScore {
+            part(ComponentScore {
                 component: c,
                 score: *s,
                 weight: wn,
@@ -246,5 +258,5 @@ pub fn combine(values: &ComponentValues, cfg: &ScoringConfig) -> (f64, Vec<Compo
             });
         }
     }
-    (score, parts)
+    score
 }
