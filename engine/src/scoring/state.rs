@@ -591,20 +591,33 @@ impl AccountState {
 
     /// Sums of the three windows `[short, mid, long]` ending at `now_day` (inclusive).
     pub fn window_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
+        // One running sum from the newest entry back, copied out as it passes each window's
+        // start: the sums are saturating sums of non-negative values, so a window's sum is the
+        // running sum at its start whatever the order.
         let mut out = [WindowSums::default(); 3];
         let starts = windows.map(|w| now_day - w as i32 + 1);
+        let first = starts.iter().copied().min().unwrap_or(now_day);
+        let mut open = [true; 3];
+        let mut acc = WindowSums::default();
         for e in self.entries.iter().rev() {
             let d = e.day();
             if d > now_day {
                 continue;
             }
-            if d < starts[2] {
+            if d < first {
                 break;
             }
-            for (i, s) in starts.iter().enumerate() {
-                if d >= *s {
-                    out[i].add(e);
+            for i in 0..3 {
+                if open[i] && d < starts[i] {
+                    out[i] = acc;
+                    open[i] = false;
                 }
+            }
+            acc.add(e);
+        }
+        for i in 0..3 {
+            if open[i] {
+                out[i] = acc;
             }
         }
         out
@@ -802,6 +815,48 @@ mod tests {
         assert_eq!(s.history(103), Some(60.0));
         s.record_history(200, 1.0);
         assert_eq!(s.history(103), None);
+    }
+
+    #[test]
+    fn window_sums_are_the_entries_in_each_window() {
+        let m = masks();
+        let mut s = AccountState::default();
+        let mut t = 0;
+        let kinds = [
+            EventKind::Activity,
+            EventKind::Purchase,
+            EventKind::Complaint,
+            EventKind::Survey,
+        ];
+        for day in 0..130i64 {
+            for (j, k) in kinds.into_iter().enumerate() {
+                if (day * 5 + j as i64) % 4 != 0 {
+                    t += 1;
+                    s.apply(
+                        &Ev::new(day * DAY_MS + 1000 + j as i64, k, Some((day % 9) as f64 + 0.5), t),
+                        m,
+                    );
+                }
+            }
+        }
+        for (now_day, windows) in [
+            (120, [7u32, 30, 90]),
+            (120, [90, 7, 30]),
+            (100, [30, 30, 1]),
+            (129, [200, 3, 60]),
+            (5, [7, 30, 90]),
+        ] {
+            let got = s.window_sums(now_day, windows);
+            for (w, sums) in windows.iter().zip(got) {
+                let start = now_day - *w as i32 + 1;
+                let mut want = WindowSums::default();
+                for e in s.entries.iter().filter(|e| e.day() >= start && e.day() <= now_day) {
+                    want.add(e);
+                }
+                assert_eq!(sums, want, "day {now_day}, window {w}");
+                assert!(want.events() > 0);
+            }
+        }
     }
 
     #[test]
