@@ -995,7 +995,7 @@ impl ScoringCore {
     fn score_now(&self, idx: usize, now: i64) -> f64 {
         let cfg = &self.st.config;
         let st = &self.st.accounts[idx];
-        let sums = st.window_sums(day_of(now), cfg.windows.as_array());
+        let sums = st.score_sums(day_of(now), cfg.windows.as_array());
         let (cadence, _) = st.cadence(self.masks, &cfg.quiet);
         combined_score(&component_values(st, now, &sums, cadence, cfg), cfg)
     }
@@ -1334,6 +1334,7 @@ impl ScoringCore {
         mem::huge_pages(&st.accounts);
         for (a, id) in st.accounts.iter_mut().zip(&st.ids) {
             a.set_id(id);
+            a.recount_long();
         }
         let decay = RecencyDecay::new(st.population.typical_gap_days);
         Ok(ScoringCore {

@@ -564,6 +564,14 @@ impl Entries {
         }
     }
 
+    /// Prefetches the heap part's newest two lines (whatever the inline part holds).
+    #[inline]
+    pub fn prefetch_newest_older(&self) {
+        if let Some(e) = self.older_last() {
+            super::mem::prefetch(e, 2);
+        }
+    }
+
     /// Prefetches the oldest entry's line: eviction reads the entries from there.
     #[inline]
     pub fn prefetch_front(&self) {

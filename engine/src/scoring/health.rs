@@ -164,7 +164,8 @@ pub fn recency_score(days_since: f64, cadence_days: f64) -> f64 {
 }
 
 /// All seven component values of an account at `now_ms`, from its state, window sums `[S, M, L]`
-/// and learned cadence.
+/// and learned cadence. Reads only the sums `AccountState::score_sums` fills (the daily sweep's
+/// score passes those).
 pub fn component_values(
     st: &AccountState,
     now_ms: i64,

@@ -210,6 +210,93 @@ pub struct AccountState {
     /// Per kind, minute (epoch minutes) of the first event; `i32::MAX` when none.
     pub kind_first_min: [i32; EventKind::COUNT],
     pub hist_day: i32,
+    // Cold line 7: read by the daily sweep, written by the kinds it counts.
+    /// Running sums of the held entries of the kinds the score reads from the long window.
+    /// Derived: not serialized (recounted on restore), ignored by `==`.
+    #[serde(skip, default = "LongSums::unknown")]
+    pub long: LongSums,
+}
+
+/// Kinds whose held entries [`LongSums`] counts, in its order: the long window's scored surveys,
+/// meetings, renewals, downgrades and referrals, which the health score reads.
+const LONG_KINDS: [EventKind; 5] = [
+    EventKind::Survey,
+    EventKind::Meeting,
+    EventKind::Renewal,
+    EventKind::Downgrade,
+    EventKind::Referral,
+];
+
+/// The position in [`LONG_KINDS`] of an entry's kind code.
+#[inline]
+fn long_slot(kind: u8) -> Option<usize> {
+    LONG_KINDS.iter().position(|k| *k as u8 == kind)
+}
+
+/// Counts of the held entries of [`LONG_KINDS`] and the scored surveys' value sum, kept as
+/// entries are added and evicted, so that the daily sweep's score reads no heap entries.
+/// `known` is false once a sum saturated (or for a state restored without recount); then the
+/// next eviction recounts from the entries, and readers walk the entries meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct LongSums {
+    counts: [u32; LONG_KINDS.len()],
+    known: bool,
+    survey_amount: u64,
+}
+
+impl LongSums {
+    const EMPTY: LongSums = LongSums {
+        counts: [0; LONG_KINDS.len()],
+        known: true,
+        survey_amount: 0,
+    };
+
+    fn unknown() -> LongSums {
+        LongSums {
+            known: false,
+            ..LongSums::EMPTY
+        }
+    }
+
+    /// The sums of `entries`.
+    fn of<'a>(entries: impl Iterator<Item = &'a DayEntry>) -> LongSums {
+        let mut l = LongSums::EMPTY;
+        for e in entries {
+            l.add(e.kind(), e.count, e.amount);
+        }
+        l
+    }
+
+    #[inline]
+    fn add(&mut self, kind: u8, count: u32, amount: u64) {
+        if let Some(i) = long_slot(kind) {
+            let c = self.counts[i].saturating_add(count);
+            self.counts[i] = c;
+            self.known &= c != u32::MAX;
+            if i == 0 {
+                self.survey_amount = self.survey_amount.saturating_add(amount);
+                self.known &= self.survey_amount != u64::MAX;
+            }
+        }
+    }
+
+    /// Takes an evicted entry out (only while `known`: no sum saturated, so none is short).
+    #[inline]
+    fn remove(&mut self, e: &DayEntry) {
+        if let Some(i) = long_slot(e.kind()) {
+            self.counts[i] -= e.count;
+            if i == 0 {
+                self.survey_amount -= e.amount;
+            }
+        }
+    }
+}
+
+impl PartialEq for LongSums {
+    /// Derived from the entries, which `AccountState`'s `==` compares.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The day (`now_day`) on which the account's last alert evaluation was settled by bounds: not a
@@ -268,6 +355,7 @@ impl Default for AccountState {
             cad_ewma: 0.0,
             hist_day: NO_DAY,
             hist: [HIST_NONE; HIST],
+            long: LongSums::EMPTY,
             key: false,
             meta: None,
             timer_at: i64::MAX,
@@ -458,8 +546,9 @@ impl AccountState {
     /// evaluation will read: the survey, timer and cadence line for a survey or a key account, or
     /// when eviction before `horizon_day` is due (its cadence fold), with the oldest heap entries
     /// it drops; the first-minutes line for an event that may move its kind's first minute (see
-    /// [`AccountState::apply`]); and the heap entries an update may write
-    /// ([`Entries::prefetch_heap`]). Reads the hot lines, prefetched a little before.
+    /// [`AccountState::apply`]); the running long-window sums for a kind they count; and the
+    /// heap entries an update may write ([`Entries::prefetch_heap`]). Reads the hot lines,
+    /// prefetched a little before.
     #[inline]
     pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64, horizon_day: i32) {
         let evicts = self.needs_eviction(horizon_day);
@@ -474,6 +563,9 @@ impl AccountState {
         if ts_ms < last as i64 * MINUTE_MS || last == i32::MIN {
             super::mem::prefetch(&self.kind_first_min, 1);
         }
+        if long_slot(kind as u8).is_some() {
+            super::mem::prefetch(&self.long, 1);
+        }
         self.entries.prefetch_heap();
     }
 
@@ -481,8 +573,15 @@ impl AccountState {
     /// the accounts brings in by itself: the cold lines and the heap entries.
     #[inline]
     pub fn prefetch_for_sweep(&self) {
-        super::mem::prefetch(&self.survey_ts_ms, 2);
-        self.entries.prefetch_older();
+        super::mem::prefetch(&self.survey_ts_ms, 3);
+        if self.long.known {
+            // The score reads the running sums; eviction the oldest entries, the medium
+            // window's complaints and the cadence fold the newest.
+            self.entries.prefetch_front();
+            self.entries.prefetch_newest_older();
+        } else {
+            self.entries.prefetch_older();
+        }
     }
 
     /// True when an entry of a transaction kind exists on `day`.
@@ -497,6 +596,7 @@ impl AccountState {
     #[inline]
     fn add_entry(&mut self, day: i32, kind: u8, amount: u64) {
         self.entries.add(entry_key(day, kind), amount);
+        self.long.add(kind, 1, amount);
         self.oldest_day = self.oldest_day.min(day);
     }
 
@@ -523,7 +623,15 @@ impl AccountState {
         self.cad_ewma = ewma;
         if self.oldest_day < horizon_day {
             let cut = self.entries.count_before(horizon_day);
+            if self.long.known {
+                for e in self.entries.iter().take(cut) {
+                    self.long.remove(e);
+                }
+            }
             self.entries.drop_front(cut);
+            if !self.long.known {
+                self.recount_long();
+            }
             self.oldest_day = self.entries.first().map_or(i32::MAX, |e| e.day());
         }
     }
@@ -620,6 +728,53 @@ impl AccountState {
                 out[i] = acc;
             }
         }
+        out
+    }
+
+    /// Recounts [`AccountState::long`] from the entries (after a restore or a saturation).
+    pub fn recount_long(&mut self) {
+        self.long = LongSums::of(self.entries.iter());
+    }
+
+    /// The window sums the health score reads (`health::component_values`): short and long
+    /// activity, medium complaints, and the long window's scored surveys (count and sum),
+    /// meetings, renewals, downgrades and referrals; every other field is 0. Read without a walk
+    /// over the heap entries when the running sums answer: eviction is current (every entry held
+    /// is in the long window, none after `now_day`), [`LongSums`] is known, the ring answers the
+    /// short window; the medium window's complaints are then 0 without a look when the last
+    /// complaint is before it, else walked from the newest entry back to the window's start.
+    /// Otherwise [`AccountState::window_sums`].
+    pub fn score_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
+        let [short, medium, long] = windows;
+        let start = |w: u32| now_day - w as i32 + 1;
+        let held =
+            self.long.known && self.oldest_day >= start(long) && self.entries.last().is_none_or(|e| e.day() <= now_day);
+        let (Some(activity_long), Some(activity_short)) = (
+            self.entries.activity().filter(|_| held),
+            self.entries.ring_activity(start(short), now_day),
+        ) else {
+            return self.window_sums(now_day, windows);
+        };
+        let m_start = start(medium);
+        let complaints = if self.kind_last_min_at_least(EventKind::Complaint, first_minute(m_start)) {
+            self.entries
+                .iter()
+                .rev()
+                .take_while(|e| e.day() >= m_start)
+                .filter(|e| e.kind() == EventKind::Complaint as u8)
+                .fold(0u32, |a, e| a.saturating_add(e.count))
+        } else {
+            0
+        };
+        let mut out = [WindowSums::default(); 3];
+        out[0].counts[EventKind::Activity as usize] = activity_short;
+        out[1].counts[EventKind::Complaint as usize] = complaints;
+        let wl = &mut out[2];
+        wl.counts[EventKind::Activity as usize] = activity_long;
+        for (k, c) in LONG_KINDS.iter().zip(self.long.counts) {
+            wl.counts[*k as usize] = c;
+        }
+        wl.amounts[EventKind::Survey as usize] = self.long.survey_amount;
         out
     }
 
@@ -857,6 +1012,77 @@ mod tests {
                 assert!(want.events() > 0);
             }
         }
+    }
+
+    #[test]
+    fn score_sums_give_the_score_of_window_sums() {
+        use super::super::health::component_values;
+        let cfg = super::super::ScoringConfig::default();
+        let m = masks();
+        let windows = cfg.windows.as_array();
+        let long = windows[2] as i32;
+        let mut s = AccountState::default();
+        let mut t = 0;
+        let kinds = [
+            EventKind::Activity,
+            EventKind::Survey,
+            EventKind::Meeting,
+            EventKind::Renewal,
+            EventKind::Downgrade,
+            EventKind::Referral,
+            EventKind::Complaint,
+            EventKind::Purchase,
+        ];
+        let mut fast = 0;
+        for day in 0..260i64 {
+            for (j, k) in kinds.into_iter().enumerate() {
+                if (day + j as i64) % (j as i64 + 1) == 0 {
+                    t += 1;
+                    let value = (k == EventKind::Survey && day % 4 != 0).then_some((day % 11) as f64);
+                    s.apply(&Ev::new(day * DAY_MS + 1000 + j as i64, k, value, t), m);
+                }
+            }
+            // Every fifth day a second survey and meeting (entries with a count of 2).
+            if day % 5 == 0 {
+                for k in [EventKind::Survey, EventKind::Meeting] {
+                    t += 1;
+                    s.apply(&Ev::new(day * DAY_MS + 9000, k, Some(7.0), t), m);
+                }
+            }
+            // Now and then an event a week late (into the heap part).
+            if day % 9 == 0 && day > 10 {
+                t += 1;
+                s.apply(&Ev::new((day - 7) * DAY_MS + 5, EventKind::Meeting, None, t), m);
+            }
+            let now_day = day as i32;
+            s.maintain(now_day - 2, now_day - long + 1, m, &cfg.quiet);
+            assert_eq!(s.long.counts, LongSums::of(s.entries.iter()).counts, "day {day}");
+            assert_eq!(s.long.survey_amount, LongSums::of(s.entries.iter()).survey_amount);
+            let now = day * DAY_MS + DAY_MS - 1;
+            let quick = s.score_sums(now_day, windows);
+            let full = s.window_sums(now_day, windows);
+            let cadence = s.cadence(m, &cfg.quiet).0;
+            let a = component_values(&s, now, &quick, cadence, &cfg);
+            let b = component_values(&s, now, &full, cadence, &cfg);
+            assert_eq!(
+                a.map(|v| v.map(f64::to_bits)),
+                b.map(|v| v.map(f64::to_bits)),
+                "day {day}"
+            );
+            // The running sums answered (the walk would have filled the purchases too).
+            if quick[2].count(EventKind::Purchase) == 0 && full[2].count(EventKind::Purchase) > 0 {
+                fast += 1;
+            }
+        }
+        assert!(fast > 200, "{fast}");
+        // A state restored without a recount walks the entries until it is recounted.
+        let mut back: AccountState = serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
+        assert!(!back.long.known);
+        let now_day = 259;
+        assert_eq!(back.score_sums(now_day, windows), back.window_sums(now_day, windows));
+        back.recount_long();
+        assert!(back.long.known);
+        assert_eq!(back.long.counts, s.long.counts);
     }
 
     #[test]
