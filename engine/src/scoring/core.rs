@@ -979,9 +979,10 @@ impl ScoringCore {
         if today > self.st.swept_day && self.now_ms().is_some() {
             self.st.swept_day = today;
             let at = EvalAt::new(now, &self.st.config);
+            let medium_start_min = first_minute(today.saturating_sub(self.st.config.windows.mid as i32 - 1));
             for idx in 0..self.st.accounts.len() as u32 {
                 if let Some(ahead) = self.st.accounts.get(idx as usize + SWEEP_AHEAD) {
-                    ahead.prefetch_for_sweep();
+                    ahead.prefetch_for_sweep(medium_start_min);
                 }
                 self.evaluate_account(idx, &at, &mut alerts);
                 let score = self.score_now(idx as usize, now);

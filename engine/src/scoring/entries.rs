@@ -564,11 +564,17 @@ impl Entries {
         }
     }
 
-    /// Prefetches the heap part's newest two lines (whatever the inline part holds).
+    /// Prefetches up to `lines` lines of the heap part back from its newest entry (whatever the
+    /// inline part holds), within the part's allocation.
     #[inline]
-    pub fn prefetch_newest_older(&self) {
-        if let Some(e) = self.older_last() {
-            super::mem::prefetch(e, 2);
+    pub fn prefetch_newest_older(&self, lines: usize) {
+        let (a, b) = self.older();
+        // The newest entries are at the end of `b` when the part wraps, else of `a`.
+        let part = if b.is_empty() { a } else { b };
+        if let Some(last) = part.last() {
+            let back = (lines * 4).min(part.len()) - 1;
+            super::mem::prefetch(&part[part.len() - 1 - back], lines.min(back / 4 + 1));
+            super::mem::prefetch(last, 1);
         }
     }
 

@@ -183,6 +183,10 @@ pub struct AccountState {
     pub dirty: bool,
     /// A scored survey was answered (`survey_score` is the latest's).
     pub surveyed: bool,
+    /// The scored surveys' count of the running long-window sums (see [`LongSums`]), in what
+    /// was padding: the survey update writes this line anyway.
+    #[serde(skip, default = "LongSurveys::unknown")]
+    pub long_surveys: LongSurveys,
     /// The day of the last evaluation when it was settled by bounds with no alert in play (see
     /// [`Settled`]).
     #[serde(skip)]
@@ -210,11 +214,9 @@ pub struct AccountState {
     /// Per kind, minute (epoch minutes) of the first event; `i32::MAX` when none.
     pub kind_first_min: [i32; EventKind::COUNT],
     pub hist_day: i32,
-    // Cold line 7: read by the daily sweep, written by the kinds it counts.
-    /// Running sums of the held entries of the kinds the score reads from the long window.
-    /// Derived: not serialized (recounted on restore), ignored by `==`.
-    #[serde(skip, default = "LongSums::unknown")]
-    pub long: LongSums,
+    /// The running long-window sums but the surveys' count (see [`AccountState::long_surveys`]).
+    #[serde(skip)]
+    pub long_rest: LongRest,
 }
 
 /// Kinds whose held entries [`LongSums`] counts, in its order: the long window's scored surveys,
@@ -234,33 +236,20 @@ fn long_slot(kind: u8) -> Option<usize> {
 }
 
 /// Counts of the held entries of [`LONG_KINDS`] and the scored surveys' value sum, kept as
-/// entries are added and evicted, so that the daily sweep's score reads no heap entries.
-/// `known` is false once a sum saturated (or for a state restored without recount); then the
-/// next eviction recounts from the entries, and readers walk the entries meanwhile.
-#[derive(Debug, Clone, Copy)]
-pub struct LongSums {
+/// entries are added and evicted, so that the daily sweep's score reads no heap entries. Stored
+/// packed in the state ([`LongSurveys`], [`LongRest`]); unknown once a sum does not fit there
+/// (or for a state restored without a recount): then the next eviction recounts from the
+/// entries, and readers walk the entries meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct LongSums {
     counts: [u32; LONG_KINDS.len()],
-    known: bool,
     survey_amount: u64,
 }
 
 impl LongSums {
-    const EMPTY: LongSums = LongSums {
-        counts: [0; LONG_KINDS.len()],
-        known: true,
-        survey_amount: 0,
-    };
-
-    fn unknown() -> LongSums {
-        LongSums {
-            known: false,
-            ..LongSums::EMPTY
-        }
-    }
-
     /// The sums of `entries`.
     fn of<'a>(entries: impl Iterator<Item = &'a DayEntry>) -> LongSums {
-        let mut l = LongSums::EMPTY;
+        let mut l = LongSums::default();
         for e in entries {
             l.add(e.kind(), e.count, e.amount);
         }
@@ -270,17 +259,14 @@ impl LongSums {
     #[inline]
     fn add(&mut self, kind: u8, count: u32, amount: u64) {
         if let Some(i) = long_slot(kind) {
-            let c = self.counts[i].saturating_add(count);
-            self.counts[i] = c;
-            self.known &= c != u32::MAX;
+            self.counts[i] = self.counts[i].saturating_add(count);
             if i == 0 {
                 self.survey_amount = self.survey_amount.saturating_add(amount);
-                self.known &= self.survey_amount != u64::MAX;
             }
         }
     }
 
-    /// Takes an evicted entry out (only while `known`: no sum saturated, so none is short).
+    /// Takes an evicted entry out (of sums that fit their packed form: exact, none short).
     #[inline]
     fn remove(&mut self, e: &DayEntry) {
         if let Some(i) = long_slot(e.kind()) {
@@ -292,7 +278,36 @@ impl LongSums {
     }
 }
 
-impl PartialEq for LongSums {
+/// The scored surveys' count of [`LongSums`], in padding of a hot line; `u16::MAX`: the sums are
+/// unknown. Derived: not serialized, ignored by `==`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LongSurveys(u16);
+
+impl LongSurveys {
+    const UNKNOWN: LongSurveys = LongSurveys(u16::MAX);
+
+    fn unknown() -> LongSurveys {
+        LongSurveys::UNKNOWN
+    }
+}
+
+impl PartialEq for LongSurveys {
+    /// Derived from the entries, which `AccountState`'s `==` compares.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// The other counts (one byte each) and the surveys' value sum of [`LongSums`], in the spare end
+/// of a cold line. Derived: not serialized, ignored by `==`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct LongRest {
+    counts: [u8; LONG_KINDS.len() - 1],
+    survey_amount: u32,
+}
+
+impl PartialEq for LongRest {
     /// Derived from the entries, which `AccountState`'s `==` compares.
     fn eq(&self, _: &Self) -> bool {
         true
@@ -355,7 +370,8 @@ impl Default for AccountState {
             cad_ewma: 0.0,
             hist_day: NO_DAY,
             hist: [HIST_NONE; HIST],
-            long: LongSums::EMPTY,
+            long_surveys: LongSurveys(0),
+            long_rest: LongRest::default(),
             key: false,
             meta: None,
             timer_at: i64::MAX,
@@ -564,24 +580,28 @@ impl AccountState {
             super::mem::prefetch(&self.kind_first_min, 1);
         }
         if long_slot(kind as u8).is_some() {
-            super::mem::prefetch(&self.long, 1);
+            super::mem::prefetch(&self.long_rest, 1);
         }
         self.entries.prefetch_heap();
     }
 
     /// Prefetches what the daily sweep reads beyond the hot lines, which a sequential pass over
-    /// the accounts brings in by itself: the cold lines and the heap entries.
+    /// the accounts brings in by itself: the cold lines and the heap entries it reads.
+    /// `medium_start_min` is the first minute of the medium window (a complaint since then is
+    /// summed from the entries).
     #[inline]
-    pub fn prefetch_for_sweep(&self) {
-        super::mem::prefetch(&self.survey_ts_ms, 3);
-        if self.long.known {
-            // The score reads the running sums; eviction the oldest entries, the medium
-            // window's complaints and the cadence fold the newest.
-            self.entries.prefetch_front();
-            self.entries.prefetch_newest_older();
-        } else {
+    pub fn prefetch_for_sweep(&self, medium_start_min: i64) {
+        super::mem::prefetch(&self.survey_ts_ms, 2);
+        if self.long().is_none() {
             self.entries.prefetch_older();
+            return;
         }
+        // The score reads the running sums; eviction the oldest entries; the cadence fold the
+        // newest, and a complaint in the medium window a walk back from the newest (8 lines:
+        // 32 entries).
+        self.entries.prefetch_front();
+        let walks = self.kind_last_min_at_least(EventKind::Complaint, medium_start_min);
+        self.entries.prefetch_newest_older(if walks { 8 } else { 2 });
     }
 
     /// True when an entry of a transaction kind exists on `day`.
@@ -596,7 +616,12 @@ impl AccountState {
     #[inline]
     fn add_entry(&mut self, day: i32, kind: u8, amount: u64) {
         self.entries.add(entry_key(day, kind), amount);
-        self.long.add(kind, 1, amount);
+        if long_slot(kind).is_some()
+            && let Some(mut l) = self.long()
+        {
+            l.add(kind, 1, amount);
+            self.set_long(Some(l));
+        }
         self.oldest_day = self.oldest_day.min(day);
     }
 
@@ -623,13 +648,14 @@ impl AccountState {
         self.cad_ewma = ewma;
         if self.oldest_day < horizon_day {
             let cut = self.entries.count_before(horizon_day);
-            if self.long.known {
+            if let Some(mut l) = self.long() {
                 for e in self.entries.iter().take(cut) {
-                    self.long.remove(e);
+                    l.remove(e);
                 }
+                self.set_long(Some(l));
             }
             self.entries.drop_front(cut);
-            if !self.long.known {
+            if self.long().is_none() {
                 self.recount_long();
             }
             self.oldest_day = self.entries.first().map_or(i32::MAX, |e| e.day());
@@ -733,7 +759,45 @@ impl AccountState {
 
     /// Recounts [`AccountState::long`] from the entries (after a restore or a saturation).
     pub fn recount_long(&mut self) {
-        self.long = LongSums::of(self.entries.iter());
+        self.set_long(Some(LongSums::of(self.entries.iter())));
+    }
+
+    /// The running long-window sums, when known.
+    #[inline]
+    fn long(&self) -> Option<LongSums> {
+        let LongSurveys(surveys) = self.long_surveys;
+        (surveys != u16::MAX).then(|| {
+            let r = self.long_rest;
+            let mut counts = [surveys as u32; LONG_KINDS.len()];
+            for (c, &v) in counts[1..].iter_mut().zip(&r.counts) {
+                *c = v as u32;
+            }
+            LongSums {
+                counts,
+                survey_amount: r.survey_amount as u64,
+            }
+        })
+    }
+
+    /// Stores the running sums packed; unknown when `None` or when a sum does not fit.
+    #[inline]
+    fn set_long(&mut self, l: Option<LongSums>) {
+        let packed = l.and_then(|l| {
+            let surveys = u16::try_from(l.counts[0]).ok().filter(|&n| n != u16::MAX)?;
+            let mut counts = [0u8; LONG_KINDS.len() - 1];
+            for (c, &v) in counts.iter_mut().zip(&l.counts[1..]) {
+                *c = u8::try_from(v).ok()?;
+            }
+            let survey_amount = u32::try_from(l.survey_amount).ok()?;
+            Some((surveys, LongRest { counts, survey_amount }))
+        });
+        match packed {
+            Some((surveys, rest)) => {
+                self.long_surveys = LongSurveys(surveys);
+                self.long_rest = rest;
+            }
+            None => self.long_surveys = LongSurveys::UNKNOWN,
+        }
     }
 
     /// The window sums the health score reads (`health::component_values`): short and long
@@ -747,10 +811,10 @@ impl AccountState {
     pub fn score_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
         let [short, medium, long] = windows;
         let start = |w: u32| now_day - w as i32 + 1;
-        let held =
-            self.long.known && self.oldest_day >= start(long) && self.entries.last().is_none_or(|e| e.day() <= now_day);
-        let (Some(activity_long), Some(activity_short)) = (
-            self.entries.activity().filter(|_| held),
+        let held = self.oldest_day >= start(long) && self.entries.last().is_none_or(|e| e.day() <= now_day);
+        let (Some(sums), Some(activity_long), Some(activity_short)) = (
+            self.long().filter(|_| held),
+            self.entries.activity(),
             self.entries.ring_activity(start(short), now_day),
         ) else {
             return self.window_sums(now_day, windows);
@@ -771,10 +835,10 @@ impl AccountState {
         out[1].counts[EventKind::Complaint as usize] = complaints;
         let wl = &mut out[2];
         wl.counts[EventKind::Activity as usize] = activity_long;
-        for (k, c) in LONG_KINDS.iter().zip(self.long.counts) {
+        for (k, c) in LONG_KINDS.iter().zip(sums.counts) {
             wl.counts[*k as usize] = c;
         }
-        wl.amounts[EventKind::Survey as usize] = self.long.survey_amount;
+        wl.amounts[EventKind::Survey as usize] = sums.survey_amount;
         out
     }
 
@@ -1056,8 +1120,7 @@ mod tests {
             }
             let now_day = day as i32;
             s.maintain(now_day - 2, now_day - long + 1, m, &cfg.quiet);
-            assert_eq!(s.long.counts, LongSums::of(s.entries.iter()).counts, "day {day}");
-            assert_eq!(s.long.survey_amount, LongSums::of(s.entries.iter()).survey_amount);
+            assert_eq!(s.long(), Some(LongSums::of(s.entries.iter())), "day {day}");
             let now = day * DAY_MS + DAY_MS - 1;
             let quick = s.score_sums(now_day, windows);
             let full = s.window_sums(now_day, windows);
@@ -1077,12 +1140,39 @@ mod tests {
         assert!(fast > 200, "{fast}");
         // A state restored without a recount walks the entries until it is recounted.
         let mut back: AccountState = serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
-        assert!(!back.long.known);
+        assert!(back.long().is_none());
         let now_day = 259;
         assert_eq!(back.score_sums(now_day, windows), back.window_sums(now_day, windows));
         back.recount_long();
-        assert!(back.long.known);
-        assert_eq!(back.long.counts, s.long.counts);
+        assert_eq!(back.long(), s.long());
+        assert!(s.long().is_some());
+    }
+
+    #[test]
+    fn long_sums_that_do_not_fit_are_recounted_after_eviction() {
+        use super::super::health::component_values;
+        let cfg = super::super::ScoringConfig::default();
+        let m = masks();
+        let windows = cfg.windows.as_array();
+        let mut s = AccountState::default();
+        // 300 meetings on day 0 (over a byte), 10 on day 50.
+        for t in 0..310u128 {
+            let day: i64 = if t < 300 { 0 } else { 50 };
+            s.apply(&Ev::new(day * DAY_MS + 1000, EventKind::Meeting, None, t), m);
+        }
+        assert!(s.long().is_none());
+        let now = 60 * DAY_MS;
+        let values = |s: &AccountState, sums: &[WindowSums; 3]| {
+            component_values(s, now, sums, None, &cfg).map(|v| v.map(f64::to_bits))
+        };
+        assert_eq!(
+            values(&s, &s.score_sums(60, windows)),
+            values(&s, &s.window_sums(60, windows))
+        );
+        // Evicting day 0 leaves 10: known again.
+        s.maintain(58, 1, m, &cfg.quiet);
+        assert_eq!(s.long().map(|l| l.counts[1]), Some(10));
+        assert_eq!(s.score_sums(60, windows)[2].count(EventKind::Meeting), 10);
     }
 
     #[test]
@@ -1192,6 +1282,10 @@ mod tests {
             assert!(off >= hot_end && off < hot_end + 64, "offset {off}");
         }
         assert_eq!(offset_of!(AccountState, kind_first_min), hot_end + 64);
+        // The running long-window sums in what was spare: no line more.
+        assert!(offset_of!(AccountState, long_surveys) < hot_end);
+        assert!(offset_of!(AccountState, long_rest) >= hot_end + 64);
+        assert_eq!(size_of::<AccountState>(), hot_end + 128);
     }
 
     #[test]
