@@ -572,8 +572,9 @@ impl Entries {
         // The newest entries are at the end of `b` when the part wraps, else of `a`.
         let part = if b.is_empty() { a } else { b };
         if let Some(last) = part.last() {
-            let back = (lines * 4).min(part.len()) - 1;
-            super::mem::prefetch(&part[part.len() - 1 - back], lines.min(back / 4 + 1));
+            const PER_LINE: usize = 64 / std::mem::size_of::<DayEntry>();
+            let back = (lines * PER_LINE).min(part.len()) - 1;
+            super::mem::prefetch(&part[part.len() - 1 - back], lines.min(back / PER_LINE + 1));
             super::mem::prefetch(last, 1);
         }
     }

@@ -730,7 +730,7 @@ impl AccountState {
         // running sum at its start whatever the order.
         let mut out = [WindowSums::default(); 3];
         let starts = windows.map(|w| now_day - w as i32 + 1);
-        let first = starts.iter().copied().min().unwrap_or(now_day);
+        let first = starts[0].min(starts[1]).min(starts[2]);
         let mut open = [true; 3];
         let mut acc = WindowSums::default();
         for e in self.entries.iter().rev() {
@@ -755,6 +755,13 @@ impl AccountState {
             }
         }
         out
+    }
+
+    /// True when every entry held is in the days `[from, now_day]` (eviction is current): then
+    /// the running sums over the held entries are that window's sums.
+    #[inline]
+    fn holds_only(&self, from: i32, now_day: i32) -> bool {
+        self.oldest_day >= from && self.entries.last().is_none_or(|e| e.day() <= now_day)
     }
 
     /// Recounts [`AccountState::long`] from the entries (after a restore or a saturation).
@@ -811,9 +818,8 @@ impl AccountState {
     pub fn score_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
         let [short, medium, long] = windows;
         let start = |w: u32| now_day - w as i32 + 1;
-        let held = self.oldest_day >= start(long) && self.entries.last().is_none_or(|e| e.day() <= now_day);
         let (Some(sums), Some(activity_long), Some(activity_short)) = (
-            self.long().filter(|_| held),
+            self.long().filter(|_| self.holds_only(start(long), now_day)),
             self.entries.activity(),
             self.entries.ring_activity(start(short), now_day),
         ) else {
@@ -855,7 +861,8 @@ impl AccountState {
             now_day - long as i32 + 1,
             now_day - spike_days as i32 + 1,
         );
-        let held = (self.oldest_day >= l_start && self.entries.last().is_none_or(|e| e.day() <= now_day))
+        let held = self
+            .holds_only(l_start, now_day)
             .then(|| self.entries.activity())
             .flatten();
         let recent = self.entries.ring_activity(s_start, now_day);
