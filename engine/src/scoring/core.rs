@@ -715,7 +715,7 @@ impl ScoringCore {
                 {
                     let p = &rows[j];
                     let (_, horizon_day) = eviction_days(p.now_day, lateness_days, long);
-                    self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms, horizon_day);
+                    self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms, p.day, horizon_day);
                 }
                 if let Some(pos) = row_at!($ramp, i, 0, UPDATE_AT)
                     && !rows[pos].dup

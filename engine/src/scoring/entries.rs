@@ -553,14 +553,16 @@ impl Entries {
         self.inline[0].key ^ self.inline[INLINE_ENTRIES - 1].key
     }
 
-    /// Prefetches the heap part's newest lines when an update may write them: the inline part
-    /// is full (a new entry moves its oldest to the heap's end).
+    /// Prefetches the heap slots an update may write: when the inline part is full, a new entry
+    /// moves its oldest [`ARCHIVE_ENTRIES`] to the slots after the heap part's newest (the
+    /// lines of those slots only: not the newest entry's, which the move does not read). When
+    /// the part is full it grows instead, into a new allocation.
     #[inline]
     pub fn prefetch_heap(&self) {
-        if self.len as usize == INLINE_ENTRIES
-            && let Some(e) = self.older_last()
-        {
-            super::mem::prefetch(e, 2);
+        let h = self.heap_len as usize;
+        if self.len as usize == INLINE_ENTRIES && h + ARCHIVE_ENTRIES <= self.heap.len() {
+            super::mem::prefetch(&self.heap[self.heap_slot(h)], 1);
+            super::mem::prefetch(&self.heap[self.heap_slot(h + ARCHIVE_ENTRIES - 1)], 1);
         }
     }
 

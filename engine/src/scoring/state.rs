@@ -558,7 +558,7 @@ impl AccountState {
         interaction
     }
 
-    /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` and the account's
+    /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` (on `day`) and the account's
     /// evaluation will read: the survey, timer and cadence line for a survey or a key account, or
     /// when eviction before `horizon_day` is due (its cadence fold), with the oldest heap entries
     /// it drops; the first-minutes line for an event that may move its kind's first minute (see
@@ -566,7 +566,7 @@ impl AccountState {
     /// heap entries an update may write ([`Entries::prefetch_heap`]). Reads the hot lines,
     /// prefetched a little before.
     #[inline]
-    pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64, horizon_day: i32) {
+    pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64, day: i32, horizon_day: i32) {
         let evicts = self.needs_eviction(horizon_day);
         if self.key || kind == EventKind::Survey || evicts {
             super::mem::prefetch(&self.survey_ts_ms, 1);
@@ -582,7 +582,12 @@ impl AccountState {
         if long_slot(kind as u8).is_some() {
             super::mem::prefetch(&self.long_rest, 1);
         }
-        self.entries.prefetch_heap();
+        // A new entry unless the kind's last event was on `day` (then its entry exists): only a
+        // new entry moves inline entries to the heap.
+        let new_entry = last == i32::MIN || !(first_minute(day)..first_minute(day + 1)).contains(&(last as i64));
+        if new_entry {
+            self.entries.prefetch_heap();
+        }
     }
 
     /// Prefetches what the daily sweep reads beyond the hot lines, which a sequential pass over
