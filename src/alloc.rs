@@ -20,7 +20,9 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_
 /// purge returns 64 KiB pages to the kernel, which splits the 2 MiB page around them into base
 /// pages; the heap parts that an account's entries grow out of are freed all the time, and
 /// with purging about a fifth of a 90-day state ended up on base pages (BENCHMARKS.md, "Round
-/// of 2026-11-24, seventh session"). The cost: the resident size stays at its high-water mark.
+/// of 2026-11-24, seventh session"). The cost: the resident size stays at its high-water mark,
+/// which it would reach over time anyway with the kernel's default settings: khugepaged
+/// collapses split ranges back into huge pages, refilling the purged ones.
 /// Call it first thing in `main`: memory mapped before keeps base pages. A hint: where the
 /// kernel has no THP it has no effect.
 pub fn use_huge_pages() {
