@@ -558,13 +558,13 @@ impl AccountState {
         interaction
     }
 
-    /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` (on `day`) and the account's
-    /// evaluation will read: the survey, timer and cadence line for a survey or a key account, or
-    /// when eviction before `horizon_day` is due (its cadence fold), with the oldest heap entries
-    /// it drops; the first-minutes line for an event that may move its kind's first minute (see
-    /// [`AccountState::apply`]); the running long-window sums for a kind they count; and the
-    /// heap entries an update may write ([`Entries::prefetch_heap`]). Reads the hot lines,
-    /// prefetched a little before.
+    /// Prefetches the cold lines an update by an event of `kind` at `ts_ms` (on `day`) and the
+    /// account's evaluation will read: the survey, timer and cadence line for a survey or a key
+    /// account, or when eviction before `horizon_day` is due (its cadence fold), with the oldest
+    /// heap entries it drops; the first-minutes line for an event that may move its kind's first
+    /// minute (see [`AccountState::apply`]); the running long-window sums for a kind they count;
+    /// and, for an event that makes a new entry, the heap slots it may write
+    /// ([`Entries::prefetch_heap`]). Reads the hot lines, prefetched a little before.
     #[inline]
     pub fn prefetch_cold(&self, kind: EventKind, ts_ms: i64, day: i32, horizon_day: i32) {
         let evicts = self.needs_eviction(horizon_day);
