@@ -1,5 +1,6 @@
 //! Memory hints for the core's large tables: transparent huge pages, populating fresh memory and
-//! software prefetch.
+//! software prefetch. Public for the `vigil` binary, whose allocator pre-touches its memory with
+//! the same hints.
 //!
 //! `unsafe` lives here and nowhere else in the scoring core because both hints can only be
 //! reached through it (`madvise` is a foreign function; `_mm_prefetch` needs a target-feature

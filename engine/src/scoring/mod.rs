@@ -24,7 +24,7 @@ pub mod entries;
 pub mod hash;
 pub mod health;
 pub mod intern;
-mod mem;
+pub mod mem;
 pub mod shards;
 pub mod state;
 pub mod table;
