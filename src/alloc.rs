@@ -33,3 +33,127 @@ pub fn use_huge_pages() {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
     }
 }
+
+/// Granule of the memory areas mimalloc manages: 512 slices of 64 KiB (`MI_ARENA_MIN_SIZE`).
+const ARENA_GRANULE: usize = 32 << 20;
+
+/// Largest area handed to mimalloc at once (its arenas hold at most 16 GiB, `MI_ARENA_MAX_SIZE`,
+/// its bitmap included).
+const ARENA_MAX: usize = 8 << 30;
+
+/// Size of a base page: the step of the touch that backs up `MADV_POPULATE_WRITE`.
+const PAGE: usize = 4096;
+
+/// A memory area pre-faulted by [`pretouch`]: its address range, now mimalloc's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pretouched {
+    /// Address of the first byte.
+    pub start: usize,
+    /// Length in bytes (the request rounded up to 32 MiB).
+    pub len: usize,
+}
+
+/// Maps `bytes` of memory now, on transparent huge pages where the kernel allows, writes every
+/// page of it, and hands it to mimalloc as an arena it uses before asking the OS for more: the
+/// allocator's version of the JVM's `-XX:+AlwaysPreTouch`. The scoring core's state grows into
+/// fresh memory as accounts gain daily entries, and the first write to a fresh page costs a
+/// page fault and a page clear in the middle of a batch, which on a virtual machine whose host
+/// reclaims the guest's free memory (balloon free page reporting) runs at about 1.5 ns per byte,
+/// a quarter of the batch time on the days when a million accounts spill to the heap
+/// (BENCHMARKS.md, "Round of 2026-11-24, eighth session"). Sized to the state's peak, it moves
+/// that cost to start-up (`[memory] pretouch_mb` in `vigil.toml`). The memory is pinned: mimalloc
+/// never returns it to the OS, so the process keeps it for its lifetime.
+///
+/// Call it early in `main`, after [`use_huge_pages`]. `bytes` is rounded up to 32 MiB (the
+/// smallest area mimalloc manages); 0 does nothing.
+pub fn pretouch(bytes: usize) -> std::io::Result<Vec<Pretouched>> {
+    let mut areas = Vec::new();
+    let mut left = bytes.next_multiple_of(ARENA_GRANULE);
+    while left > 0 {
+        let len = left.min(ARENA_MAX);
+        areas.push(pretouch_area(len)?);
+        left -= len;
+    }
+    Ok(areas)
+}
+
+/// One area of [`pretouch`]: `len` is a multiple of [`ARENA_GRANULE`], at most [`ARENA_MAX`].
+fn pretouch_area(len: usize) -> std::io::Result<Pretouched> {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::mem::MaybeUninit;
+    // 2 MiB alignment: whole huge pages, and the 64 KiB slice alignment mimalloc needs.
+    let layout = Layout::from_size_align(len, 2 << 20).map_err(std::io::Error::other)?;
+    // SAFETY: `layout` has a non-zero size. The area comes from the system allocator (not
+    // mimalloc, which is about to manage it) and is never freed: mimalloc owns it from the
+    // `mi_manage_os_memory_ex` below until the process exits.
+    let p = unsafe { System.alloc(layout) };
+    if p.is_null() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            "pretouch: no memory",
+        ));
+    }
+    // SAFETY: `p` is valid for `len` bytes and nothing else refers to it yet; `MaybeUninit`
+    // makes no claim about the contents.
+    let area: &[MaybeUninit<u8>] = unsafe { std::slice::from_raw_parts(p.cast(), len) };
+    vigil_engine::scoring::mem::huge_pages(area);
+    vigil_engine::scoring::mem::populate(area);
+    // Where `MADV_POPULATE_WRITE` is missing (Linux before 5.14) the pages are faulted in by a
+    // write each; where it worked these writes find them mapped. Zeros keep `is_zero` below
+    // true: the system allocator's large areas are fresh anonymous mappings, which read as zero.
+    for off in (0..len).step_by(PAGE) {
+        // SAFETY: `off < len`, inside the area, which nothing else uses yet.
+        unsafe { p.add(off).write_volatile(0) };
+    }
+    let mut id: libmimalloc_sys::mi_arena_id_t = std::ptr::null_mut();
+    // SAFETY: the area is 2 MiB-aligned, `len` bytes long (a multiple of mimalloc's minimum),
+    // committed (mapped and written), zero, and owned by no one else; pinned tells mimalloc
+    // never to decommit it. Not exclusive: every heap allocates from it.
+    let managed =
+        unsafe { libmimalloc_sys::mi_manage_os_memory_ex(p.cast(), len, true, true, true, -1, false, &mut id) };
+    if !managed {
+        // SAFETY: mimalloc refused the area, so it is still ours, from `System.alloc(layout)`.
+        unsafe { System.dealloc(p, layout) };
+        return Err(std::io::Error::other("pretouch: mimalloc did not take the area"));
+    }
+    Ok(Pretouched { start: p as usize, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resident bytes of the mapping that holds `addr` (its `Rss` in `/proc/self/smaps`).
+    fn resident_around(addr: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("procfs");
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((a, b)) = range.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                inside = (a..b).contains(&addr);
+            } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+                let kib: usize = rest.trim().trim_end_matches("kB").trim().parse().expect("number");
+                return kib * 1024;
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn pretouch_maps_the_whole_area_at_once() {
+        assert!(pretouch(0).expect("nothing to do").is_empty());
+        let areas = pretouch(100 << 20).expect("pretouch");
+        // 100 MiB rounds up to 4 granules of 32 MiB, one area.
+        assert_eq!(areas.len(), 1);
+        assert_eq!(areas[0].len, 128 << 20);
+        assert_eq!(areas[0].start % (2 << 20), 0);
+        // Resident now, before any allocation touched it: a fresh mapping would hold none of it.
+        let resident = resident_around(areas[0].start);
+        assert!(resident >= 128 << 20, "{resident} bytes resident");
+        // And the allocator works on: a large allocation, written and read back.
+        let v: Vec<u64> = (0..(8 << 20)).collect();
+        assert_eq!(v.iter().sum::<u64>(), (8 << 20) * ((8 << 20) - 1) / 2);
+    }
+}

@@ -61,6 +61,22 @@ pub struct VigilConfig {
     /// HTTP endpoints (`[http]`): `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Process memory (`[memory]`).
+    #[serde(default)]
+    pub memory: MemoryConfig,
+}
+
+/// `[memory]`: how the process takes its memory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// MiB mapped and written at start-up and handed to the allocator (`vigil::alloc::pretouch`),
+    /// so that the state grows into memory that is already mapped instead of taking page
+    /// faults mid-batch. Size it to the expected peak (about 2.5 KB per account with a full
+    /// 90-day window, plus the de-duplication window); 0, the default: off. The memory stays
+    /// with the process.
+    #[serde(default)]
+    pub pretouch_mb: usize,
 }
 
 /// `clock = "wall" | "event"`.
@@ -327,6 +343,9 @@ mod tests {
         );
         assert_eq!(cfg.scoring.quiet.k, 2.5);
         assert_eq!(cfg.tick_ms, 250);
+        assert_eq!(cfg.memory.pretouch_mb, 0, "off unless set");
+        let cfg = VigilConfig::parse(text, env(&[("VIGIL_MEMORY__PRETOUCH_MB", "4096")])).expect("parses");
+        assert_eq!(cfg.memory.pretouch_mb, 4096);
     }
 
     #[test]
