@@ -27,6 +27,9 @@
 //! 5. Baseline, same batches, same run: a pass that reads every column the core reads and
 //!    hashes each account id (ahash) and event id (XXH3-128), without state updates.
 //!
+//! `VIGIL_BENCH_PRETOUCH_MB=N` first maps and writes N MiB for the allocator
+//! (`vigil::alloc::pretouch`, `[memory] pretouch_mb`), so that the state grows without page faults.
+//!
 //! Then criterion measures the baseline pass on one batch, `apply_batch` of a batch whose events
 //! were all applied before (redeliveries: the dedup path), and `score` reads.
 
@@ -558,6 +561,16 @@ fn criterion_part(core: &mut ScoringCore) {
 fn main() {
     // The `vigil` binary's allocator setting (the allocator itself comes with the `vigil` crate).
     vigil::alloc::use_huge_pages();
+    // `[memory] pretouch_mb` of `vigil.toml`: the process's memory mapped and written up front.
+    if let Some(mb) = std::env::var("VIGIL_BENCH_PRETOUCH_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let t = Instant::now();
+        let areas = vigil::alloc::pretouch(mb << 20).expect("pretouch");
+        let mib: usize = areas.iter().map(|a| a.len >> 20).sum();
+        eprintln!("pretouched {mib} MiB in {:.2} s", t.elapsed().as_secs_f64());
+    }
     let n_batches: usize = std::env::var("VIGIL_BENCH_BATCHES")
         .ok()
         .and_then(|v| v.parse().ok())
