@@ -59,7 +59,7 @@ pub struct Pretouched {
 /// fresh memory as accounts gain daily entries, and the first write to a fresh page costs a
 /// page fault and a page clear in the middle of a batch, which on a virtual machine whose host
 /// reclaims the guest's free memory (balloon free page reporting) runs at about 1.5 ns per byte,
-/// a quarter of the batch time on the days when a million accounts spill to the heap
+/// a fifth to a third of the batch time on the days when the accounts spill to the heap
 /// (BENCHMARKS.md, "Round of 2026-11-24, eighth session"). Sized to the state's peak, it moves
 /// that cost to start-up (`[memory] pretouch_mb` in `vigil.toml`). The memory is pinned: mimalloc
 /// never returns it to the OS, so the process keeps it for its lifetime.
