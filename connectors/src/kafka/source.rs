@@ -188,8 +188,15 @@ impl SourceContext {
         // assignment is lost when the broker is unreachable) while the group cannot rejoin
         // until this callback returns. Offsets are only progress reports where an owner keeps
         // checkpoints, and the next owner re-reads anything not committed.
+        // A lost assignment (session timeout: the group has moved on) is not committed at all,
+        // as librdkafka's rebalance documentation asks: the commit cannot succeed, and while it
+        // waits for a coordinator it holds up the unassign that the rejoin waits for.
         let offsets = self.tracker.take_committable_of(&parts);
-        commit_offsets(consumer, offsets, CommitMode::Async, &self.metrics);
+        if consumer.assignment_lost() {
+            tracing::debug!(partitions = parts.len(), "assignment lost: not committing its offsets");
+        } else {
+            commit_offsets(consumer, offsets, CommitMode::Async, &self.metrics);
+        }
         self.tracker.revoke(&parts);
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
