@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use vigil_testkit::{RestartableBroker, unique_name};
 
-use crate::vigil_proc::{RunSpec, bad_among, health_csv, message, progress, terminate, wait_for_messages};
+use crate::vigil_proc::{
+    DumpLogOnPanic, RunSpec, bad_among, health_csv, message, progress, terminate, wait_for_messages,
+};
 
 #[test]
 fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
@@ -29,7 +31,11 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     };
     let half = N / 2;
     b.produce(&topic, "lz4", (0..half).map(|i| message(i, ACCOUNTS)));
-    let mut child = spec.start();
+    // The group's state machine goes to a file, printed if the test fails: the rejoin after the
+    // outage is what this test is about.
+    let log = dir.path().join("outage.log");
+    let _dump = DumpLogOnPanic(log.clone());
+    let mut child = spec.start_logged(&log);
     wait_for_messages(
         &spec.checkpoint_dir,
         half as u64 / 2,

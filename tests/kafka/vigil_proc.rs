@@ -21,6 +21,27 @@ pub struct RunSpec {
 
 impl RunSpec {
     pub fn start(&self) -> Child {
+        self.command()
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vigil run starts")
+    }
+
+    /// [`RunSpec::start`] with the consumer group's state machine logged (librdkafka's `cgrp`
+    /// debug context) and stderr written to `log` instead of the test's output; a
+    /// [`DumpLogOnPanic`] guard prints its end when the test fails.
+    pub fn start_logged(&self, log: &Path) -> Child {
+        let file = std::fs::File::create(log).expect("log file");
+        self.command()
+            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__DEBUG", "cgrp")
+            .env("NO_COLOR", "1")
+            .env("VIGIL_LOG", "info,librdkafka=debug,vigil_connectors=debug,vigil=debug")
+            .stderr(file)
+            .spawn()
+            .expect("vigil run starts")
+    }
+
+    fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.arg("run")
             .env("VIGIL_DATA_DIR", &self.data_dir)
@@ -39,12 +60,30 @@ impl RunSpec {
             .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__SESSION.TIMEOUT.MS", "6000")
             .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__HEARTBEAT.INTERVAL.MS", "500")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::null());
         if let Some(i) = &self.instance {
             cmd.env("VIGIL_SOURCE__CONSUMER_PROPERTIES__GROUP.INSTANCE.ID", i);
         }
-        cmd.spawn().expect("vigil run starts")
+        cmd
+    }
+}
+
+/// Prints the last lines of a `vigil run` log (see [`RunSpec::start_logged`]) when dropped
+/// during a panic, so that a failed test shows what the process was doing.
+pub struct DumpLogOnPanic(pub PathBuf);
+
+impl Drop for DumpLogOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(400);
+        eprintln!("--- last {} lines of {} ---", lines.len() - from, self.0.display());
+        for line in &lines[from..] {
+            eprintln!("{line}");
+        }
     }
 }
 
