@@ -100,7 +100,9 @@ fn pretouch_area(len: usize) -> std::io::Result<Pretouched> {
     vigil_engine::scoring::mem::populate(area);
     // Where `MADV_POPULATE_WRITE` is missing (Linux before 5.14) the pages are faulted in by a
     // write each; where it worked these writes find them mapped. Zeros keep `is_zero` below
-    // true: the system allocator's large areas are fresh anonymous mappings, which read as zero.
+    // true: the area is a fresh anonymous mapping, which reads as zero (glibc serves a request
+    // above its mmap threshold, at most 32 MiB, with an `mmap` of its own, and this request is
+    // larger: 32 MiB or more plus the alignment).
     for off in (0..len).step_by(PAGE) {
         // SAFETY: `off < len`, inside the area, which nothing else uses yet.
         unsafe { p.add(off).write_volatile(0) };
