@@ -27,13 +27,13 @@ impl RunSpec {
             .expect("vigil run starts")
     }
 
-    /// [`RunSpec::start`] with the consumer group's state machine logged (librdkafka's `cgrp`
-    /// debug context) and stderr written to `log` instead of the test's output; a
+    /// [`RunSpec::start`] with the consumer group's state machine and the broker connections
+    /// logged (librdkafka's `cgrp` and `broker` debug contexts) and stderr written to `log` instead of the test's output; a
     /// [`DumpLogOnPanic`] guard prints its end when the test fails.
     pub fn start_logged(&self, log: &Path) -> Child {
         let file = std::fs::File::create(log).expect("log file");
         self.command()
-            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__DEBUG", "cgrp")
+            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__DEBUG", "cgrp,broker")
             .env("NO_COLOR", "1")
             .env("VIGIL_LOG", "info,librdkafka=debug,vigil_connectors=debug,vigil=debug")
             .stderr(file)
@@ -79,7 +79,7 @@ impl Drop for DumpLogOnPanic {
         }
         let text = std::fs::read_to_string(&self.0).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(400);
+        let from = lines.len().saturating_sub(1500);
         eprintln!("--- last {} lines of {} ---", lines.len() - from, self.0.display());
         for line in &lines[from..] {
             eprintln!("{line}");
