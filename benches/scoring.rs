@@ -567,7 +567,7 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         let t = Instant::now();
-        let areas = vigil::alloc::pretouch(mb << 20).expect("pretouch");
+        let areas = vigil::alloc::pretouch(mb).expect("pretouch");
         let mib: usize = areas.iter().map(|a| a.len >> 20).sum();
         eprintln!("pretouched {mib} MiB in {:.2} s", t.elapsed().as_secs_f64());
     }

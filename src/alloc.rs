@@ -64,17 +64,43 @@ pub struct Pretouched {
 /// that cost to start-up (`[memory] pretouch_mb` in `vigil.toml`). The memory is pinned: mimalloc
 /// never returns it to the OS, so the process keeps it for its lifetime.
 ///
-/// Call it early in `main`, after [`use_huge_pages`]. `bytes` is rounded up to 32 MiB (the
-/// smallest area mimalloc manages); 0 does nothing.
-pub fn pretouch(bytes: usize) -> std::io::Result<Vec<Pretouched>> {
+/// Call it early in `main`, after [`use_huge_pages`]. `mib` MiB are rounded up to 32 MiB (the
+/// smallest area mimalloc manages); 0 does nothing. More than the machine has available
+/// (`MemAvailable` of `/proc/meminfo`) is refused with `InvalidInput` before anything is mapped:
+/// writing it would end in the kernel's out-of-memory killer.
+pub fn pretouch(mib: usize) -> std::io::Result<Vec<Pretouched>> {
+    let too_much =
+        |detail: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("pretouch: {detail}"));
+    let bytes = mib
+        .checked_next_multiple_of(ARENA_GRANULE >> 20)
+        .and_then(|m| m.checked_mul(1 << 20))
+        .ok_or_else(|| too_much(format!("{mib} MiB is more than the address space")))?;
+    if let Some(available) = available_memory()
+        && bytes > available
+    {
+        return Err(too_much(format!(
+            "{} MiB asked for, {} MiB available",
+            bytes >> 20,
+            available >> 20
+        )));
+    }
     let mut areas = Vec::new();
-    let mut left = bytes.next_multiple_of(ARENA_GRANULE);
+    let mut left = bytes;
     while left > 0 {
         let len = left.min(ARENA_MAX);
         areas.push(pretouch_area(len)?);
         left -= len;
     }
     Ok(areas)
+}
+
+/// Memory the kernel can hand out without swapping (`MemAvailable` of `/proc/meminfo`), in
+/// bytes; `None` where it cannot be read (not Linux).
+fn available_memory() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// One area of [`pretouch`]: `len` is a multiple of [`ARENA_GRANULE`], at most [`ARENA_MAX`].
@@ -146,7 +172,7 @@ mod tests {
     #[test]
     fn pretouch_maps_the_whole_area_at_once() {
         assert!(pretouch(0).expect("nothing to do").is_empty());
-        let areas = pretouch(100 << 20).expect("pretouch");
+        let areas = pretouch(100).expect("pretouch");
         // 100 MiB rounds up to 4 granules of 32 MiB, one area.
         assert_eq!(areas.len(), 1);
         assert_eq!(areas[0].len, 128 << 20);
@@ -157,5 +183,17 @@ mod tests {
         // And the allocator works on: a large allocation, written and read back.
         let v: Vec<u64> = (0..(8 << 20)).collect();
         assert_eq!(v.iter().sum::<u64>(), (8 << 20) * ((8 << 20) - 1) / 2);
+    }
+
+    #[test]
+    fn pretouch_refuses_more_than_the_machine_has_before_mapping_anything() {
+        for mib in [usize::MAX, usize::MAX >> 20, 1 << 30] {
+            let err = pretouch(mib).expect_err("refused");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{mib}: {err}");
+            assert!(err.to_string().starts_with("pretouch: "), "{err}");
+        }
+        // 1 PiB: the message says what is available.
+        let err = pretouch(1 << 30).expect_err("refused");
+        assert!(err.to_string().contains("MiB available"), "{err}");
     }
 }

@@ -74,7 +74,8 @@ pub struct MemoryConfig {
     /// so that the state grows into memory that is already mapped instead of taking page
     /// faults mid-batch. Size it to the expected peak: in the benchmark, 2,070 B per account with
     /// a full 90-day window, plus 28 B per event id in the de-duplication window. 0, the default:
-    /// off. The memory stays with the process.
+    /// off. More than the machine has available is refused at start-up. The memory stays with
+    /// the process.
     #[serde(default)]
     pub pretouch_mb: usize,
 }

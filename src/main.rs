@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = vigil::config::VigilConfig::load(config.as_deref())?;
             if cfg.memory.pretouch_mb > 0 {
                 let started = std::time::Instant::now();
-                let areas = vigil::alloc::pretouch(cfg.memory.pretouch_mb << 20).context("memory.pretouch_mb")?;
+                let areas = vigil::alloc::pretouch(cfg.memory.pretouch_mb).context("memory.pretouch_mb")?;
                 let mib: usize = areas.iter().map(|a| a.len >> 20).sum();
                 tracing::info!(mib, secs = started.elapsed().as_secs_f64(), "pretouched memory");
             }
