@@ -28,8 +28,9 @@ impl RunSpec {
     }
 
     /// [`RunSpec::start`] with the consumer group's state machine and the broker connections
-    /// logged (librdkafka's `cgrp` and `broker` debug contexts) and stderr written to `log` instead of the test's output; a
-    /// [`DumpLogOnPanic`] guard prints its end when the test fails.
+    /// logged (librdkafka's `cgrp` and `broker` debug contexts), and stderr written to `log`
+    /// instead of the test's output; a [`DumpLogOnPanic`] guard prints its end when the test
+    /// fails.
     pub fn start_logged(&self, log: &Path) -> Child {
         let file = std::fs::File::create(log).expect("log file");
         self.command()
