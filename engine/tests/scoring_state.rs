@@ -281,10 +281,17 @@ fn late_events_are_counted_reported_and_not_applied() {
     let v = c.account_view("a").expect("a");
     assert_eq!(v.first_seen_ms, Some(at(93, 12)));
     assert_eq!(v.windows[1].count(K::Activity), 2);
-    // The clock also moves the watermark: clock day 200 makes a day-195 event late.
+    // The clock does not move the watermark (event time only): with the clock at day 200, an
+    // event of day 94 is still on time, one of day 93 before noon still late.
     c.advance_clock(at(200, 0));
-    let out = apply(&mut c, &[ev("old", "a", at(192, 0), K::Activity)]);
-    assert_eq!(out.late, 1);
+    let out = apply(
+        &mut c,
+        &[
+            ev("on-time", "a", at(94, 0), K::Activity),
+            ev("old", "a", at(93, 0), K::Activity),
+        ],
+    );
+    assert_eq!((out.applied, out.late, out.late_rows), (1, 1, vec![1]));
 }
 
 #[test]

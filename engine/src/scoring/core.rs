@@ -4,10 +4,14 @@
 //!
 //! # Time
 //!
-//! `now` = max(latest clock, greatest applied event time). The watermark is `now − lateness`;
-//! an event older than the watermark is late (counted in [`ApplyOutcome::late`] with its row in
-//! [`ApplyOutcome::late_rows`], and in [`CoreStats::late_total`]) and not applied. Windows and
-//! scores are evaluated at `now`.
+//! Two times, kept apart. The watermark is event time only: the greatest applied event time
+//! minus the allowed lateness (bounded out-of-orderness); an event older than the watermark is
+//! late (counted in [`ApplyOutcome::late`] with its row in [`ApplyOutcome::late_rows`], and in
+//! [`CoreStats::late_total`]) and not applied. The clock ([`ScoringCore::advance_clock`]) only
+//! moves `now` = max(clock, greatest applied event time), at which windows, scores and quiet
+//! timers are evaluated: a clock ahead of the events (the wall clock of a caught-up, idle
+//! stream) fires timers but never makes an event late. Days before the watermark's day are
+//! settled (folded into the cadence, then evicted once outside the long window at `now`).
 //!
 //! # Alerts
 //!
@@ -71,8 +75,10 @@ pub struct ApplyOutcome {
     pub duplicates: usize,
     /// Events older than the watermark: not applied.
     pub late: usize,
-    /// Row indices of the late events in the batch.
+    /// Row indices of the late events in the batch, ascending.
     pub late_rows: Vec<usize>,
+    /// Row indices of the duplicates in the batch, ascending.
+    pub duplicate_rows: Vec<usize>,
     /// Accounts seen for the first time.
     pub new_accounts: usize,
     /// Alerts raised by the touched accounts (empty when `alerts_on_apply` is false).
@@ -216,7 +222,7 @@ pub struct ScoringCore {
 struct EvalAt {
     now: i64,
     now_day: i32,
-    /// Day of the watermark (`now` − lateness): days before it are settled.
+    /// Day of the event-time watermark: days before it are settled.
     wm_day: i32,
     /// First day of the long window.
     horizon_day: i32,
@@ -225,9 +231,16 @@ struct EvalAt {
 }
 
 impl EvalAt {
-    fn new(now: i64, cfg: &ScoringConfig) -> Self {
+    /// At `now`, with `max_ts` the greatest applied event time (`i64::MIN`: none yet).
+    fn new(now: i64, max_ts: i64, cfg: &ScoringConfig) -> Self {
         let now_day = day_of(now);
-        let (wm_day, horizon_day) = eviction_days(now_day, cfg.lateness_days as i32, cfg.windows.long as i32);
+        let lateness_days = cfg.lateness_days as i32;
+        let wm_day = if max_ts == i64::MIN {
+            now_day.saturating_sub(lateness_days)
+        } else {
+            day_of(max_ts.min(now)).saturating_sub(lateness_days)
+        };
+        let (wm_day, horizon_day) = eviction_days(now_day, wm_day, lateness_days, cfg.windows.long as i32);
         EvalAt {
             now,
             now_day,
@@ -238,10 +251,14 @@ impl EvalAt {
     }
 }
 
-/// The watermark day and the first day of the long window when `now` is on `now_day`.
+/// The days that bound eviction: the watermark's day `wm_day` (days before it are settled)
+/// and the first day kept, which is the first day of the long window at `now` (on the later of
+/// `clock_day` and the watermark's event day) but never after `wm_day`: a day that can still
+/// receive events stays until it is settled, also while the clock runs ahead of the events.
 #[inline]
-fn eviction_days(now_day: i32, lateness_days: i32, long: i32) -> (i32, i32) {
-    (now_day.saturating_sub(lateness_days), now_day.saturating_sub(long - 1))
+fn eviction_days(clock_day: i32, wm_day: i32, lateness_days: i32, long: i32) -> (i32, i32) {
+    let now_day = clock_day.max(wm_day.saturating_add(lateness_days));
+    (wm_day, now_day.saturating_sub(long - 1).min(wm_day))
 }
 
 /// Kinds whose events cannot raise what a settled evaluation bounded (see [`Settled`]), unless
@@ -352,9 +369,9 @@ struct Prep {
     last_pos: u32,
     /// Day of the event's time.
     day: i32,
-    /// Day of the engine's `now` as of this row (the greatest event time so far): sets the
-    /// watermark day and the first day of the long window, for eviction.
-    now_day: i32,
+    /// Day of the event-time watermark as of this row (the greatest event time so far minus
+    /// the lateness): with the clock's day, sets the days of eviction.
+    wm_day: i32,
     kind: EventKind,
     has_value: bool,
     dup: bool,
@@ -536,9 +553,10 @@ impl ScoringCore {
         self.st.config.lateness_days as i64 * DAY_MS
     }
 
-    /// The watermark: `now − lateness`; events older than it are late.
+    /// The event-time watermark: the greatest applied event time minus the lateness; events
+    /// older than it are late. The clock never moves it.
     pub fn watermark_ms(&self) -> Option<i64> {
-        self.now_ms().map(|n| n.saturating_sub(self.lateness_ms()))
+        (self.st.max_ts_ms != i64::MIN).then(|| self.st.max_ts_ms.saturating_sub(self.lateness_ms()))
     }
 
     /// Population BG/NBD parameters and typical inter-purchase time in use.
@@ -573,22 +591,22 @@ impl ScoringCore {
     /// schema or names an unknown kind.
     ///
     /// Rows are processed in arrival order; a row is late when its time is older than the
-    /// watermark as of that row (`max(clock, greatest time of the non-late rows before it) −
-    /// lateness`). The work is two passes over the batch: lateness and hashes, then one
+    /// watermark as of that row (the greatest time of the applied rows before it, in this batch
+    /// or earlier, minus the lateness; the clock plays no part). The work is two passes over the batch: lateness and hashes, then one
     /// software-pipelined loop whose stages (interning, de-duplication, state update) run a fixed
     /// number of rows apart, so that the cache misses of independent rows overlap.
     pub fn apply_batch(&mut self, batch: &RecordBatch) -> Result<ApplyOutcome, EngineError> {
         let cols = columns(batch)?;
         let mut out = ApplyOutcome::default();
         let lateness = self.lateness_ms();
-        let mut now = self.st.clock_ms.max(self.st.max_ts_ms);
-        let mut watermark = now.saturating_sub(lateness);
+        let mut max_ts = self.st.max_ts_ms;
+        let mut watermark = max_ts.saturating_sub(lateness);
+        let mut wm_day = day_of(watermark);
         let ts_values = cols.ts.values();
         let keys = cols.kind_keys.values();
         let mut rows = std::mem::take(&mut self.scratch);
         rows.clear();
         rows.reserve(batch.num_rows());
-        let mut now_day = day_of(now);
         // Pass 1: lateness, days, hashes and the fields the update reads, reading the batch's
         // columns sequentially.
         for (row, &ts) in ts_values.iter().enumerate() {
@@ -597,10 +615,10 @@ impl ScoringCore {
                 out.late_rows.push(row);
                 continue;
             }
-            if ts > now {
-                now = ts;
-                watermark = now.saturating_sub(lateness);
-                now_day = day_of(now);
+            if ts > max_ts {
+                max_ts = ts;
+                watermark = ts.saturating_sub(lateness);
+                wm_day = day_of(watermark);
             }
             let kind = cols.kind_map[keys[row] as usize].expect("kinds checked in columns()");
             let value = match value_field(kind) {
@@ -618,15 +636,15 @@ impl ScoringCore {
                 idx: 0,
                 last_pos: u32::MAX,
                 day: day_of(ts),
-                now_day,
+                wm_day,
                 kind,
                 has_value: value.is_some(),
                 dup: false,
             });
         }
-        if now != i64::MIN {
-            self.st.max_ts_ms = self.st.max_ts_ms.max(now);
-        }
+        self.st.max_ts_ms = max_ts;
+        let now = self.st.clock_ms.max(max_ts);
+        let clock_day = day_of(self.st.clock_ms);
         let inline_eval = self.st.config.alerts_on_apply;
         if inline_eval {
             mark_last_rows(&mut rows, &mut self.seen);
@@ -652,7 +670,7 @@ impl ScoringCore {
             0
         };
         let quiet = self.st.config.quiet;
-        let batch_at = EvalAt::new(now, &self.st.config);
+        let batch_at = EvalAt::new(now, max_ts, &self.st.config);
         let n = rows.len();
         const UPDATE_AT: usize = 4 * LOOKUP_AHEAD + UPDATE_LAG;
         let mut unchecked_last = false;
@@ -701,9 +719,11 @@ impl ScoringCore {
                 }
                 if let Some(j) = row_at!($ramp, i, 0, 4 * LOOKUP_AHEAD) {
                     let p = &mut rows[j];
-                    let (wm_day, _) = eviction_days(p.now_day, lateness_days, long);
-                    p.dup = !self.st.dedup.insert(p.day, p.key, wm_day);
-                    out.duplicates += p.dup as usize;
+                    p.dup = !self.st.dedup.insert(p.day, p.key, p.wm_day);
+                    if p.dup {
+                        out.duplicates += 1;
+                        out.duplicate_rows.push(p.row as usize);
+                    }
                 }
                 if let Some(j) = row_at!($ramp, i, PREFETCH_AHEAD, UPDATE_AT)
                     && !rows[j].dup
@@ -714,7 +734,7 @@ impl ScoringCore {
                     && !rows[j].dup
                 {
                     let p = &rows[j];
-                    let (_, horizon_day) = eviction_days(p.now_day, lateness_days, long);
+                    let (_, horizon_day) = eviction_days(clock_day, p.wm_day, lateness_days, long);
                     self.st.accounts[p.idx as usize].prefetch_cold(p.kind, p.ts_ms, p.day, horizon_day);
                 }
                 if let Some(pos) = row_at!($ramp, i, 0, UPDATE_AT)
@@ -730,7 +750,7 @@ impl ScoringCore {
                         tie: p.key as u64,
                     };
                     let st = &mut self.st.accounts[p.idx as usize];
-                    let (wm_day, horizon_day) = eviction_days(p.now_day, lateness_days, long);
+                    let (wm_day, horizon_day) = eviction_days(clock_day, p.wm_day, lateness_days, long);
                     st.maintain_if_due(wm_day, horizon_day, masks, &quiet);
                     // The recency rule's day moves back when the first interaction is older than
                     // the last time seen: that event does not keep a settled evaluation either.
@@ -804,7 +824,7 @@ impl ScoringCore {
             sink ^= touch(&self.st.accounts[idx as usize]);
         }
         std::hint::black_box(sink);
-        let at = EvalAt::new(now, &self.st.config);
+        let at = EvalAt::new(now, self.st.max_ts_ms, &self.st.config);
         for &idx in &dirty {
             let st = &mut self.st.accounts[idx as usize];
             if !st.dirty {
@@ -978,7 +998,7 @@ impl ScoringCore {
         let today = day_of(now);
         if today > self.st.swept_day && self.now_ms().is_some() {
             self.st.swept_day = today;
-            let at = EvalAt::new(now, &self.st.config);
+            let at = EvalAt::new(now, self.st.max_ts_ms, &self.st.config);
             let medium_start_min = first_minute(today.saturating_sub(self.st.config.windows.mid as i32 - 1));
             for idx in 0..self.st.accounts.len() as u32 {
                 if let Some(ahead) = self.st.accounts.get(idx as usize + SWEEP_AHEAD) {
@@ -1361,7 +1381,7 @@ mod tests {
             dup,
             last_pos: u32::MAX,
             day: 0,
-            now_day: 0,
+            wm_day: 0,
             acct_hash,
             key: 0,
             ts_ms: 0,
