@@ -25,9 +25,11 @@ pub fn wall_ms() -> i64 {
 /// Where the engine clock comes from.
 #[derive(Debug, Clone)]
 pub enum Clock {
-    /// Event time while batches keep arriving (catching up on a backlog is a replay), wall-clock
-    /// time once the stream is idle for a tick: a live stream's quiet accounts are detected
-    /// from the wall clock, a backlog is never mistaken for silence.
+    /// Event time while a partition has lag or a batch arrived since the last tick (catching
+    /// up on a backlog is a replay); the wall clock once the partition is caught up (the source
+    /// reached its end) and idle for a tick. A live stream's quiet accounts are detected from
+    /// the wall clock; a backlog is never mistaken for silence. Lateness never depends on it:
+    /// the engine's watermark follows event time only.
     Wall,
     /// A shared clock someone else advances (replay, the demo's accelerated time), held back
     /// to at most `max_ahead_ms` past the greatest event time applied so far: when the
@@ -41,15 +43,14 @@ pub enum Clock {
 }
 
 impl Clock {
-    /// The clock's time in epoch milliseconds, given a partition's greatest applied event time
-    /// and whether it is busy (a batch arrived since the last tick).
-    pub fn now_ms(&self, max_event_ms: Option<i64>, busy: bool) -> i64 {
+    /// The clock's time in epoch milliseconds, given a partition's greatest applied event time,
+    /// whether it is busy (a batch arrived since the last tick) and whether it is caught up (its
+    /// last batch or marker reached the partition's end).
+    pub fn now_ms(&self, max_event_ms: Option<i64>, busy: bool, caught_up: bool) -> i64 {
         match self {
             Clock::Event => max_event_ms.unwrap_or(i64::MIN),
-            Clock::Wall => match (busy, max_event_ms) {
-                (true, Some(e)) => e,
-                _ => wall_ms(),
-            },
+            Clock::Wall if caught_up && !busy => wall_ms(),
+            Clock::Wall => max_event_ms.unwrap_or(i64::MIN),
             Clock::Shared { time, max_ahead_ms } => {
                 let t = time.load(Ordering::Relaxed);
                 match max_event_ms {
@@ -94,7 +95,21 @@ pub trait PipelineSink {
     }
     /// A batch is done (applied and handed on) after `elapsed` in the pipeline.
     fn on_batch_done(&mut self, _outcome: &ApplyOutcome, _elapsed: Duration) {}
+    /// Takes the history `shard` produced since its last checkpoint, at the moment its state is
+    /// copied for checkpoint number `seq`; the returned write makes that history durable, and
+    /// runs (off the pipeline's task) before the checkpoint itself is written.
+    fn history_cut(&mut self, _shard: &ShardId, _seq: u64) -> Option<HistoryWrite> {
+        None
+    }
+    /// `shard` was restored from its checkpoint number `seq` (0: it has none): history written
+    /// after that checkpoint (by a process that crashed before its next one) is dropped.
+    fn on_restored(&mut self, _shard: &ShardId, _seq: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
+
+/// A partition's history up to a checkpoint, to be made durable before the checkpoint.
+pub type HistoryWrite = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
 
 /// Checkpointing of `vigil run`: where, how often, and the source's ownership requests.
 #[derive(Debug)]
@@ -116,6 +131,8 @@ struct Pipeline<'a, S: PipelineSink> {
     stats: PipelineStats,
     /// Partitions that received a batch since the last tick.
     busy: BTreeSet<ShardId>,
+    /// Partitions whose last batch (or marker) reached the partition's end.
+    caught_up: BTreeSet<ShardId>,
     progress: BTreeMap<ShardId, PartitionProgress>,
     /// With checkpoints: acknowledgements held until a checkpoint covers their batches, by
     /// partition.
@@ -159,6 +176,12 @@ fn lock_err() -> anyhow::Error {
 
 impl<S: PipelineSink> Pipeline<'_, S> {
     fn apply(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+        if let Some(span) = batch.span.as_ref().filter(|s| s.is_marker()) {
+            // Nothing read: the partition is caught up and idle.
+            self.caught_up.insert(span.partition.clone());
+            batch.ack.ack();
+            return Ok(());
+        }
         let started = Instant::now();
         let shard = batch
             .span
@@ -189,6 +212,11 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         if let Some(span) = &batch.span {
             p.next_offset = Some(span.next_offset);
             p.dead_lettered += span.dead_lettered;
+            if span.caught_up {
+                self.caught_up.insert(shard.clone());
+            } else {
+                self.caught_up.remove(&shard);
+            }
         }
         p.messages += messages;
         p.valid += batch.batch.num_rows() as u64;
@@ -211,7 +239,9 @@ impl<S: PipelineSink> Pipeline<'_, S> {
         let mut core = self.core.write().map_err(|_| lock_err())?;
         let busy = std::mem::take(&mut self.busy);
         let clock = &self.clock;
-        let alerts = core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id)));
+        let caught_up = &self.caught_up;
+        let alerts =
+            core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id), caught_up.contains(id)));
         self.sink.on_tick(&alerts, &core)?;
         Ok(alerts.len() as u64)
     }
@@ -244,7 +274,13 @@ impl<S: PipelineSink> Pipeline<'_, S> {
                 core.shard(&id).cloned()
             };
             let Some(shard) = copy else { continue };
-            let progress = self.progress.get(&id).copied().unwrap_or_default();
+            let progress = {
+                let p = self.progress.entry(id.clone()).or_default();
+                p.checkpoints += 1;
+                *p
+            };
+            // Cut with the state copy: nothing was applied in between.
+            let history = self.sink.history_cut(&id, progress.checkpoints);
             let acks = self.held.remove(&id).unwrap_or_default();
             let store = store.clone();
             self.writes += 1;
@@ -252,6 +288,9 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             let written = self.written.clone();
             let task = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let _done = SendOnDrop(written, seq);
+                if let Some(history) = history {
+                    history()?;
+                }
                 store.save(&Checkpoint {
                     version: CHECKPOINT_VERSION,
                     topic: id.0.to_string(),
@@ -259,6 +298,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
                     written_at_ms: wall_ms(),
                     progress,
                     state: shard.snapshot(),
+                    inputs: Vec::new(),
                 })
             });
             self.writing = Some(CheckpointWrite { seq, task, acks });
@@ -333,6 +373,8 @@ impl<S: PipelineSink> Pipeline<'_, S> {
                 }
                 None => None,
             };
+            let seq = restored.as_ref().map_or(0, |(_, p)| p.checkpoints);
+            self.sink.on_restored(id, seq)?;
             let mut core = self.core.write().map_err(|_| lock_err())?;
             match restored {
                 Some((shard, progress)) => {
@@ -371,6 +413,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             core.remove_shard(id);
             self.progress.remove(id);
             self.busy.remove(id);
+            self.caught_up.remove(id);
         }
         Ok(())
     }
@@ -405,6 +448,7 @@ pub async fn run(
         sink,
         stats: PipelineStats::default(),
         busy: BTreeSet::new(),
+        caught_up: BTreeSet::new(),
         progress: BTreeMap::new(),
         held: BTreeMap::new(),
         changed: BTreeSet::new(),
@@ -534,6 +578,7 @@ mod tests {
                 next_offset: 3,
                 messages: 3,
                 dead_lettered: 0,
+                caught_up: false,
             }),
         }
     }

@@ -66,6 +66,16 @@ fn vigil_is_built_here_and_configured_by_env_that_run_accepts() {
     assert_eq!(cfg.source.brokers, "broker:19092");
     assert_eq!(cfg.source.topics, vec!["interactions".to_string()]);
     assert_eq!(cfg.source.dead_letter_topic, "interactions.dlq");
+    // Time and scoring as a new user gets them: the defaults that
+    // `kafka::generate_run` checks end to end (nothing late, the quiet key account flagged).
+    let defaults = vigil::config::VigilConfig::parse("", [("VIGIL_SOURCE__BROKERS".to_string(), "b:1".to_string())])
+        .expect("defaults");
+    assert_eq!(cfg.clock, defaults.clock, "the compose file runs the default clock");
+    assert_eq!(
+        cfg.scoring, defaults.scoring,
+        "the compose file runs the default scoring"
+    );
+    assert_eq!(cfg.tick_ms, defaults.tick_ms);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod compression;
 mod crash;
 mod dead_letter;
 mod delivery;
+mod generate_run;
 mod hooks_e2e;
 mod rebalance;
 mod restart;

@@ -190,7 +190,10 @@ impl KafkaSourceConfig {
             .set("session.timeout.ms", "10000")
             .set("socket.timeout.ms", "10000")
             // Statistics carry the consumer lag per partition (the `/metrics` gauge).
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            // Reaching a partition's end is reported (as `BatchSpan::caught_up`): the pipeline
+            // lets the wall clock move a partition's quiet timers only once it is caught up.
+            .set("enable.partition.eof", "true");
         for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);
         }

@@ -57,6 +57,29 @@ pub struct BatchSpan {
     pub messages: u64,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: u64,
+    /// The batch ends at the partition's end as last known (no lag): the source reached the
+    /// high watermark. A batch of no messages with this set is a marker: the partition is
+    /// caught up and idle (its offsets say nothing; `messages` is 0).
+    pub caught_up: bool,
+}
+
+impl BatchSpan {
+    /// A marker that `partition` is caught up, with nothing read.
+    pub fn caught_up_marker(partition: TopicPartition) -> BatchSpan {
+        BatchSpan {
+            partition,
+            first_offset: -1,
+            next_offset: -1,
+            messages: 0,
+            dead_lettered: 0,
+            caught_up: true,
+        }
+    }
+
+    /// True for a [`BatchSpan::caught_up_marker`]: no message read, offsets meaningless.
+    pub fn is_marker(&self) -> bool {
+        self.messages == 0
+    }
 }
 
 /// Who owns the state of the partitions a source reads: told on assignment (returns where to
@@ -124,6 +147,16 @@ fn commit_offsets<C: ConsumerContext>(
 }
 
 impl ClientContext for SourceContext {
+    /// Errors librdkafka reports outside a poll. An end-of-partition event can arrive here (for
+    /// a partition being unassigned): it is not an error.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(%reason, "end of partition outside a poll");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut lag = BTreeMap::new();
         for (topic, t) in &statistics.topics {
@@ -364,6 +397,8 @@ struct OpenBatch {
     messages: u64,
     dead_lettered: u64,
     started: Instant,
+    /// The partition's end was reached after its last message.
+    at_end: bool,
 }
 
 impl Worker {
@@ -395,6 +430,11 @@ impl Worker {
                 .unwrap_or(Duration::from_millis(100));
             match self.consumer.poll(timeout) {
                 None => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    if let Err(e) = self.reached_end(partition, &mut open) {
+                        break Err(e);
+                    }
+                }
                 Some(Err(e)) => {
                     SourceMetrics::add(&self.metrics.consume_errors, 1);
                     tracing::warn!(error = %e, "consume error");
@@ -426,6 +466,7 @@ impl Worker {
                         messages: 0,
                         dead_lettered: 0,
                         started: Instant::now(),
+                        at_end: false,
                     });
                     batch.next_offset = msg.offset() + 1;
                     batch.messages += 1;
@@ -516,12 +557,50 @@ impl Worker {
         result
     }
 
+    /// The consumer reached the end of `partition` (librdkafka's end-of-partition event, sent
+    /// once each time the end is reached). Its open batch is emitted now, marked caught up
+    /// (nothing more is there to wait for); without one, a caught-up marker is. The event names
+    /// no topic: when several assigned topics have a partition of that number, it is ambiguous
+    /// and ignored (those partitions are never taken as caught up: event time only).
+    fn reached_end(
+        &mut self,
+        partition: i32,
+        open: &mut HashMap<TopicPartition, OpenBatch>,
+    ) -> Result<(), ConnectorError> {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let mut at_end = partitions_of(&assigned).into_iter().filter(|(_, p)| *p == partition);
+        let (Some(tp), None) = (at_end.next(), at_end.next()) else {
+            return Ok(());
+        };
+        if self.tracker.epoch(&tp).is_some() {
+            match open.remove(&tp) {
+                Some(mut b) => {
+                    b.at_end = true;
+                    self.flush(tp, b)?;
+                }
+                None => {
+                    let tx = self.tx.as_ref().ok_or(ConnectorError::DownstreamClosed)?;
+                    tx.blocking_send(SourceBatch {
+                        batch: RecordBatch::new_empty(vigil_engine::schema::event_schema()),
+                        ack: Ack::none(),
+                        span: Some(BatchSpan::caught_up_marker(tp)),
+                    })
+                    .map_err(|_| ConnectorError::DownstreamClosed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Emits one partition's batch (also when every message in it was dead-lettered: its
     /// offsets and counts still move downstream's progress).
     fn flush(&mut self, tp: TopicPartition, mut open: OpenBatch) -> Result<(), ConnectorError> {
         if self.tracker.epoch(&tp) != Some(open.epoch) {
             return Ok(());
         }
+        // The end-of-partition event came right after the batch's last message. A batch emitted
+        // before it (full, or at the linger) is not caught up; the event then comes as a marker.
+        let caught_up = open.at_end;
         // Dead letters must be durable before the source may commit past them.
         self.dead_letter.confirm_all(&self.metrics)?;
         let batch = open.builder.finish();
@@ -539,6 +618,7 @@ impl Worker {
             next_offset: open.next_offset,
             messages: open.messages,
             dead_lettered: open.dead_lettered,
+            caught_up,
         };
         let tx = self.tx.as_ref().ok_or(ConnectorError::DownstreamClosed)?;
         tx.blocking_send(SourceBatch {

@@ -133,6 +133,14 @@ impl ShardedCore {
         !self.shards.values().any(|c| c.contains(account_id))
     }
 
+    /// The shard holding an account, if any.
+    pub fn shard_of(&self, account_id: &str) -> Option<&ShardId> {
+        self.shards
+            .iter()
+            .find(|(_, c)| c.contains(account_id))
+            .map(|(id, _)| id)
+    }
+
     /// The core holding an account: its shard, else the dimension-only core.
     fn holder(&self, account_id: &str) -> Option<&ScoringCore> {
         self.shards
