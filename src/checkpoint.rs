@@ -15,7 +15,9 @@ use vigil_connectors::kafka::PartitionOwner;
 use vigil_engine::scoring::ShardId;
 
 /// Version of the checkpoint file layout (the engine snapshot inside has its own).
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// 2: the progress counts checkpoints (they number the partition's history segments); a
+/// replay's checkpoint lists the inputs replayed.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// A partition's position and running counts, over every process that ever owned it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,9 @@ pub struct PartitionProgress {
     pub late: u64,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: u64,
+    /// Checkpoints written of the partition, this one included: the number of the history
+    /// segments written with it (history after the restored checkpoint's number is dropped).
+    pub checkpoints: u64,
 }
 
 /// One partition's checkpoint.
@@ -47,6 +52,9 @@ pub struct Checkpoint {
     pub progress: PartitionProgress,
     /// The partition's scoring state ([`vigil_engine::scoring::ScoringCore::snapshot`]).
     pub state: Vec<u8>,
+    /// For a replay's partition: the content hashes of the input files replayed into it (a file
+    /// replayed again changes nothing). Empty for Kafka partitions.
+    pub inputs: Vec<String>,
 }
 
 /// The directory of checkpoints.
@@ -221,6 +229,7 @@ mod tests {
                 ..Default::default()
             },
             state: vec![1, 2, 3],
+            inputs: Vec::new(),
         }
     }
 

@@ -166,14 +166,17 @@ pub fn default_outbox_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("outbox")
 }
 
-/// `[history]`: the `events` table's in-memory tail becomes a Parquet segment at this size.
+/// `[history]`: the `events`, `late_events` and `alerts` tables. In `vigil run` a partition's
+/// history is written with its checkpoints; without checkpoints (`vigil replay`) the in-memory
+/// tail becomes a Parquet segment at `flush_rows`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Keep events for SQL at all.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Rows in the in-memory tail before it is written as a segment.
+    /// Rows in the in-memory tail before it is written as a segment (`vigil replay`; `vigil
+    /// run` writes each partition's history with its checkpoints).
     #[serde(default = "default_flush_rows")]
     pub flush_rows: usize,
 }

@@ -1,4 +1,4 @@
-//! The analyst tables over a running pipeline: `events` and `alerts` history under the data
+//! The analyst tables over a running pipeline: `events`, `late_events` and `alerts` history under the data
 //! directory, `accounts` from the configuration, `health` read from the live scoring core at
 //! each query (a consistent snapshot: the core's read lock is held while it is taken).
 
@@ -21,6 +21,7 @@ use crate::pipeline::SharedCore;
 pub struct LiveTables {
     pub analyst: Arc<Analyst>,
     pub events: SegmentStore,
+    pub late_events: SegmentStore,
     pub alerts: SegmentStore,
 }
 
@@ -48,6 +49,12 @@ impl LiveTables {
             vigil_engine::schema::event_schema(),
             "ts",
         )?;
+        let late_events = SegmentStore::open(
+            "late_events",
+            data_dir.join("late_events"),
+            vigil_engine::schema::event_schema(),
+            "ts",
+        )?;
         let alerts = SegmentStore::open(
             "alerts",
             data_dir.join("alerts"),
@@ -55,6 +62,7 @@ impl LiveTables {
             vigil_queries::live::ALERT_TIME_COLUMN,
         )?;
         let analyst = Analyst::builder(events.clone())
+            .late_events(late_events.clone())
             .alerts(alerts.clone())
             .accounts(accounts_table(&account_rows(accounts))?)
             .health(Arc::new(move || {
@@ -67,6 +75,7 @@ impl LiveTables {
         Ok(LiveTables {
             analyst: Arc::new(analyst),
             events,
+            late_events,
             alerts,
         })
     }

@@ -1,20 +1,74 @@
 //! What the running pipeline does with each applied batch and each clock tick: history for SQL
-//! (`events`, `alerts`), alerts to stdout and to the hooks' durable outbox, score updates to the
-//! scores topic.
+//! (`events`: the applied events, each event id once; `late_events`: events older than the
+//! watermark, kept but not scored; `alerts`), alerts to stdout and to the hooks' durable outbox,
+//! score updates to the scores topic.
+//!
+//! History of a partition is kept in the stores' tail under the partition's key until its next
+//! checkpoint, which writes it as segments named `<topic>-<partition>-<checkpoint number>` before
+//! the checkpoint itself: a crash between the two leaves segments numbered past the checkpoint,
+//! which the restore deletes, and the re-read rows are written again under the next number.
+//! History from sources without partitions (replay) is flushed by size as unkeyed segments.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use tokio::sync::{Notify, mpsc};
 use vigil_connectors::kafka::{KafkaScoresSink, SourceBatch};
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
-use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ShardedCore, Tier, alerts_to_batch};
+use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ShardId, ShardedCore, Tier, alerts_to_batch};
 use vigil_queries::SegmentStore;
 
 use crate::metrics::RunMetrics;
-use crate::pipeline::PipelineSink;
+use crate::pipeline::{HistoryWrite, PipelineSink, unpartitioned_shard};
+
+/// The tail key of a partition's history.
+fn history_key(shard: &ShardId) -> String {
+    format!("{}-{}", shard.0, shard.1)
+}
+
+/// The segment name of a partition's history written with its checkpoint number `seq`.
+pub fn segment_name(shard: &ShardId, seq: u64) -> String {
+    format!("{}-{}-{seq:012}", shard.0, shard.1)
+}
+
+/// True when the segment stem `stem` is `shard`'s history written with a checkpoint numbered
+/// after `seq`. Topic names cannot hold `/` but may hold `-`: the name is read from the right.
+fn written_after(stem: &str, shard: &ShardId, seq: u64) -> bool {
+    let mut parts = stem.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(p), Some(topic)) => {
+            topic == &*shard.0
+                && p.parse::<i32>().ok() == Some(shard.1)
+                && n.len() == 12
+                && n.parse::<u64>().is_ok_and(|n| n > seq)
+        }
+        _ => false,
+    }
+}
+
+/// The rows of `batch` the history keeps: (applied, late). Duplicates of an applied event id
+/// are left out (the first copy is kept; they are counted in the outcome).
+fn history_rows(batch: &RecordBatch, outcome: &ApplyOutcome) -> anyhow::Result<(RecordBatch, Option<RecordBatch>)> {
+    if outcome.late_rows.is_empty() && outcome.duplicate_rows.is_empty() {
+        return Ok((batch.clone(), None));
+    }
+    let mut applied = vec![true; batch.num_rows()];
+    let mut late = vec![false; batch.num_rows()];
+    for &r in &outcome.duplicate_rows {
+        applied[r] = false;
+    }
+    for &r in &outcome.late_rows {
+        applied[r] = false;
+        late[r] = true;
+    }
+    let keep = arrow::compute::filter_record_batch(batch, &BooleanArray::from(applied))?;
+    let late = (!outcome.late_rows.is_empty())
+        .then(|| arrow::compute::filter_record_batch(batch, &BooleanArray::from(late)))
+        .transpose()?;
+    Ok((keep, late))
+}
 
 /// The tier hooks route on: `key` for the core's key accounts (tier = key or ARR over the
 /// threshold), else `standard`.
@@ -89,9 +143,15 @@ impl PendingScores {
 pub struct RunOutputs {
     /// `events` history (None: history off).
     pub events: Option<SegmentStore>,
+    /// `late_events` history (with `events`).
+    pub late_events: Option<SegmentStore>,
     /// `alerts` history.
     pub alerts: SegmentStore,
-    /// Tail rows that trigger writing a segment.
+    /// Partitions' history is written by their checkpoints ([`PipelineSink::history_cut`]);
+    /// otherwise (no checkpoints: replay, the demo) it is written when the tail reaches
+    /// `flush_rows` and at the end.
+    pub tied_to_checkpoints: bool,
+    /// Tail rows that trigger writing a segment, when not tied to checkpoints.
     pub flush_rows: usize,
     /// Alerts to the hooks' outbox writer.
     pub hooks: Option<mpsc::UnboundedSender<Vec<HookAlert>>>,
@@ -104,11 +164,28 @@ pub struct RunOutputs {
 }
 
 impl RunOutputs {
-    fn alerts(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+    /// Alerts raised by a batch of `key`'s partition, or (`key` None) by a clock tick: each in
+    /// the history of the partition holding its account.
+    fn alerts(&mut self, key: Option<&str>, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
-        self.alerts.append(alerts_to_batch(alerts))?;
+        match key {
+            Some(k) => self.alerts.append_to(k, alerts_to_batch(alerts))?,
+            None => {
+                let mut by_key: std::collections::BTreeMap<String, Vec<Alert>> = Default::default();
+                for a in alerts {
+                    let k = match core.shard_of(&a.account_id) {
+                        Some(shard) if self.tied_to_checkpoints => history_key(shard),
+                        _ => String::new(),
+                    };
+                    by_key.entry(k).or_default().push(a.clone());
+                }
+                for (k, a) in by_key {
+                    self.alerts.append_to(&k, alerts_to_batch(&a))?;
+                }
+            }
+        }
         if let Some(m) = &self.metrics {
             for a in alerts {
                 m.alert_raised(a.kind.as_str());
@@ -135,22 +212,42 @@ impl RunOutputs {
         Ok(())
     }
 
-    /// Writes the history tails as segments (shutdown).
+    /// The history stores in use.
+    fn stores(&self) -> impl Iterator<Item = &SegmentStore> {
+        self.events
+            .iter()
+            .chain(self.late_events.iter())
+            .chain(std::iter::once(&self.alerts))
+    }
+
+    /// Writes the unkeyed history tails as segments (end of a replay). Partitions' history is
+    /// written by their checkpoints only.
     pub fn flush(&self) -> anyhow::Result<()> {
-        if let Some(e) = &self.events {
-            e.flush_segment()?;
+        for s in self.stores() {
+            s.flush_segment()?;
         }
-        self.alerts.flush_segment()?;
         Ok(())
     }
 }
 
 impl PipelineSink for RunOutputs {
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
+        let key = match &batch.span {
+            _ if !self.tied_to_checkpoints => String::new(),
+            Some(s) => history_key(&s.partition),
+            None => history_key(&unpartitioned_shard()),
+        };
         if let Some(events) = &self.events {
-            events.append(batch.batch.clone())?;
-            if events.tail_rows() >= self.flush_rows {
+            let (applied, late) = history_rows(&batch.batch, outcome)?;
+            events.append_to(&key, applied)?;
+            if let (Some(late), Some(store)) = (late, &self.late_events) {
+                store.append_to(&key, late)?;
+            }
+            if key.is_empty() && events.tail_rows() >= self.flush_rows {
                 events.flush_segment()?;
+                if let Some(l) = &self.late_events {
+                    l.flush_segment()?;
+                }
             }
         }
         if let Some(scores) = &self.scores {
@@ -164,11 +261,41 @@ impl PipelineSink for RunOutputs {
                 .collect();
             scores.put(updates);
         }
-        self.alerts(&outcome.alerts, core)
+        self.alerts(Some(&key), &outcome.alerts, core)
     }
 
     fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
-        self.alerts(alerts, core)
+        self.alerts(None, alerts, core)
+    }
+
+    fn history_cut(&mut self, shard: &ShardId, seq: u64) -> Option<HistoryWrite> {
+        let key = history_key(shard);
+        let cuts: Vec<_> = self
+            .stores()
+            .map(|s| (s.clone(), s.cut(&key)))
+            .filter(|(_, c)| c.rows() > 0)
+            .collect();
+        if cuts.is_empty() {
+            return None;
+        }
+        let name = segment_name(shard, seq);
+        Some(Box::new(move || {
+            for (store, cut) in cuts {
+                store.commit(cut, &name)?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn on_restored(&mut self, shard: &ShardId, seq: u64) -> anyhow::Result<()> {
+        let key = history_key(shard);
+        for s in self.stores() {
+            let n = s.discard(&key, |stem| written_after(stem, shard, seq))?;
+            if n > 0 {
+                tracing::info!(topic = %shard.0, partition = shard.1, checkpoint = seq, segments = n, "dropped history written after the restored checkpoint");
+            }
+        }
+        Ok(())
     }
 
     fn on_checkpoint(&mut self, _written: usize, core: &ShardedCore) -> anyhow::Result<()> {

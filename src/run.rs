@@ -200,6 +200,8 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
 
     let mut outputs = RunOutputs {
         events: cfg.history.enabled.then(|| live.events.clone()),
+        late_events: cfg.history.enabled.then(|| live.late_events.clone()),
+        tied_to_checkpoints: true,
         alerts: live.alerts.clone(),
         flush_rows: cfg.history.flush_rows.max(1),
         hooks: hook_tx,

@@ -30,12 +30,20 @@ pub const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 /// What goes into an [`Analyst`] session.
 pub struct AnalystBuilder {
     events: SegmentStore,
+    late_events: Option<SegmentStore>,
     alerts: Option<SegmentStore>,
     accounts: Option<Arc<dyn TableProvider>>,
     health: Option<SnapshotFn>,
 }
 
 impl AnalystBuilder {
+    /// The store of late events (older than the watermark: kept, not scored), the
+    /// `late_events` table (default: an empty store beside the events).
+    pub fn late_events(mut self, late: SegmentStore) -> Self {
+        self.late_events = Some(late);
+        self
+    }
+
     /// The alert history store (default: an empty in-memory-only store beside the events).
     pub fn alerts(mut self, alerts: SegmentStore) -> Self {
         self.alerts = Some(alerts);
@@ -80,8 +88,19 @@ impl AnalystBuilder {
                 ALERT_TIME_COLUMN,
             )?,
         };
+        let late_events = match self.late_events {
+            Some(l) => l,
+            None => SegmentStore::open(
+                "late_events",
+                self.events.dir().join("..").join("late_events"),
+                self.events.schema(),
+                "ts",
+            )?,
+        };
         ctx.register_table("events", self.events.table())?;
-        ctx.register_table("alerts", alerts.table())?;
+        ctx.register_table("late_events", late_events.table())?;
+        ctx.register_table("alert_raises", alerts.table())?;
+        ctx.register_table("alerts", one_row_per_alert(&alerts)?)?;
         let accounts = match self.accounts {
             Some(a) => a,
             None => accounts_table(&[])?,
@@ -111,6 +130,34 @@ impl AnalystBuilder {
     }
 }
 
+/// The `alerts` view: one row per alert id, its first raise. An alert id names an episode
+/// (kind, account, episode start); the engine can raise one again after it cleared (a churn
+/// risk that crosses its threshold twice in a day, a complaint spike that ends and returns),
+/// and webhook receivers keep the first delivery of an id (`Idempotency-Key`): the view shows
+/// what they show. Every raise stays in `alert_raises`.
+fn one_row_per_alert(store: &SegmentStore) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::prelude::col;
+    let schema = store.schema();
+    let columns = schema.fields().iter().map(|f| col(f.name().as_str())).collect();
+    let plan = LogicalPlanBuilder::scan("alert_raises", provider_as_source(store.table()), None)?
+        .distinct_on(
+            vec![col("alert_id")],
+            columns,
+            Some(vec![
+                col("alert_id").sort(true, false),
+                col(ALERT_TIME_COLUMN).sort(true, false),
+                col("message").sort(true, false),
+            ]),
+        )?
+        .build()?;
+    Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+        plan,
+        Some("SELECT DISTINCT ON (alert_id) * FROM alert_raises ORDER BY alert_id, at, message".into()),
+    )))
+}
+
 /// A read-only analyst session over vigil's tables.
 pub struct Analyst {
     ctx: SessionContext,
@@ -137,6 +184,10 @@ impl DataDir {
     /// Event segments: `<root>/events/*.parquet`.
     pub fn events(&self) -> PathBuf {
         self.root.join("events")
+    }
+    /// Late event segments: `<root>/late_events/*.parquet`.
+    pub fn late_events(&self) -> PathBuf {
+        self.root.join("late_events")
     }
     /// Alert segments: `<root>/alerts/*.parquet`.
     pub fn alerts(&self) -> PathBuf {
@@ -176,6 +227,7 @@ impl Analyst {
     pub fn builder(events: SegmentStore) -> AnalystBuilder {
         AnalystBuilder {
             events,
+            late_events: None,
             alerts: None,
             accounts: None,
             health: None,
@@ -187,7 +239,13 @@ impl Analyst {
         let dd = DataDir::new(root);
         let events = SegmentStore::open("events", dd.events(), vigil_engine::schema::event_schema(), "ts")?;
         let alerts = SegmentStore::open("alerts", dd.alerts(), alert_schema(), ALERT_TIME_COLUMN)?;
-        let mut b = Analyst::builder(events).alerts(alerts);
+        let late = SegmentStore::open(
+            "late_events",
+            dd.late_events(),
+            vigil_engine::schema::event_schema(),
+            "ts",
+        )?;
+        let mut b = Analyst::builder(events).alerts(alerts).late_events(late);
         if let Some(p) = dd.accounts() {
             b = b.accounts(load_accounts_file(&p).await?);
         }

@@ -32,4 +32,4 @@ pub mod udf;
 pub use context::{Analyst, AnalystBuilder, DataDir};
 pub use datafusion;
 pub use error::{QueryError, Result};
-pub use segments::{SegmentMeta, SegmentStore};
+pub use segments::{SegmentMeta, SegmentStore, TailCut};

@@ -8,8 +8,16 @@
 //! segment whose time range cannot match the query's predicates on the timestamp column; the
 //! number of segments scanned and skipped is counted ([`ScanCounters`]) and visible in `EXPLAIN`
 //! (only the chosen files appear in the `DataSourceExec`).
+//!
+//! The tail is kept by key (a partition's rows since its last checkpoint). A pipeline that ties
+//! history to checkpoints takes a [`TailCut`] of a key together with the partition's state and
+//! [`SegmentStore::commit`]s it as a named segment before the checkpoint is written: a name
+//! written again after a crash replaces the file (no duplicates), and
+//! [`SegmentStore::discard`] drops what a restored checkpoint does not cover.
 
+use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -76,9 +84,24 @@ impl ScanCounters {
 #[derive(Debug, Default)]
 struct State {
     segments: Vec<SegmentMeta>,
-    tail: Vec<RecordBatch>,
+    /// The tail by key, in append order per key ("" for [`SegmentStore::append`]).
+    tail: BTreeMap<String, Vec<RecordBatch>>,
     tail_rows: usize,
     next_seq: u64,
+}
+
+/// A key's tail as it was at one moment (see [`SegmentStore::cut`]).
+#[derive(Debug, Clone)]
+pub struct TailCut {
+    key: String,
+    batches: Vec<RecordBatch>,
+}
+
+impl TailCut {
+    /// Rows in the cut.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 /// Parquet segments in a directory plus an in-memory tail, for one schema.
@@ -144,7 +167,7 @@ impl SegmentStore {
             ts_column: ts_idx,
             state: Arc::new(RwLock::new(State {
                 segments,
-                tail: Vec::new(),
+                tail: BTreeMap::new(),
                 tail_rows: 0,
                 next_seq,
             })),
@@ -164,6 +187,11 @@ impl SegmentStore {
 
     /// Appends a batch to the in-memory tail; queries see it at once.
     pub fn append(&self, batch: RecordBatch) -> Result<()> {
+        self.append_to("", batch)
+    }
+
+    /// Appends a batch to the tail of `key`; queries see it at once.
+    pub fn append_to(&self, key: &str, batch: RecordBatch) -> Result<()> {
         if !same_fields(&batch.schema(), &self.schema) {
             return Err(QueryError::Schema {
                 table: self.name.clone(),
@@ -176,8 +204,77 @@ impl SegmentStore {
         let batch = batch.with_schema(self.schema.clone())?;
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         st.tail_rows += batch.num_rows();
-        st.tail.push(batch);
+        match st.tail.get_mut(key) {
+            Some(t) => t.push(batch),
+            None => {
+                st.tail.insert(key.to_string(), vec![batch]);
+            }
+        }
         Ok(())
+    }
+
+    /// The tail of `key` as it is now (the batches are shared, not copied).
+    pub fn cut(&self, key: &str) -> TailCut {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        TailCut {
+            key: key.to_string(),
+            batches: st.tail.get(key).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Writes `cut` durably as the segment `<name>.parquet` (temp file, fsync, rename, fsync of
+    /// the directory; a segment of that name is replaced), then drops the cut's rows from the
+    /// tail (rows appended since stay). Queries see the rows throughout: in the tail until the
+    /// segment is in place. Committing the same cut again rewrites the same file and drops
+    /// nothing more. `None` (and no file) for an empty cut.
+    pub fn commit(&self, cut: TailCut, name: &str) -> Result<Option<SegmentMeta>> {
+        if cut.batches.is_empty() {
+            return Ok(None);
+        }
+        let path = self.dir.join(format!("{name}.parquet"));
+        let meta = write_segment(&path, &self.schema, self.ts_column, &cut.batches, true)?;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        st.segments.retain(|s| s.path != path);
+        st.segments.push(meta.clone());
+        if let Some(t) = st.tail.get_mut(&cut.key) {
+            // The cut's batches still at the front of the tail (none when committed before).
+            let n = t
+                .iter()
+                .zip(&cut.batches)
+                .take_while(|(a, b)| Arc::ptr_eq(a.column(0), b.column(0)))
+                .count();
+            let rows: usize = t.drain(..n).map(|b| b.num_rows()).sum();
+            st.tail_rows -= rows;
+            if st.tail.get(&cut.key).is_some_and(Vec::is_empty) {
+                st.tail.remove(&cut.key);
+            }
+        }
+        Ok(Some(meta))
+    }
+
+    /// Empties the tail of `key` and deletes every segment whose file stem `orphan` selects
+    /// (history a restored checkpoint does not cover); returns how many were deleted.
+    pub fn discard(&self, key: &str, orphan: impl Fn(&str) -> bool) -> Result<usize> {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = st.tail.remove(key) {
+            st.tail_rows -= t.iter().map(RecordBatch::num_rows).sum::<usize>();
+        }
+        let mut deleted = 0;
+        let mut i = 0;
+        while i < st.segments.len() {
+            let path = st.segments[i].path.clone();
+            if !orphan(path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()) {
+                i += 1;
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(QueryError::io(&path, e)),
+            }
+            st.segments.remove(i);
+        }
+        Ok(deleted)
     }
 
     /// Rows in the in-memory tail.
@@ -195,45 +292,24 @@ impl SegmentStore {
         self.counters.snapshot()
     }
 
-    /// Writes the tail as a new Parquet segment and empties it. `None` when the tail is empty.
+    /// Writes the unkeyed tail ([`SegmentStore::append`]) as a new Parquet segment
+    /// (`seg-NNNNNN`) and empties it. `None` when that tail is empty. Keyed tails are left to
+    /// [`SegmentStore::commit`].
     pub fn flush_segment(&self) -> Result<Option<SegmentMeta>> {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if st.tail.is_empty() {
+        let Some(tail) = st.tail.remove("") else {
             return Ok(None);
-        }
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for b in &st.tail {
-            let ts = b.column(self.ts_column).as_primitive::<TimestampMillisecondType>();
-            if let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
-                min = min.min(lo);
-                max = max.max(hi);
-            }
-        }
+        };
         let path = self.dir.join(format!("seg-{:06}.parquet", st.next_seq));
-        let tmp = path.with_extension("parquet.tmp");
-        let file = File::create(&tmp).map_err(|e| QueryError::io(&tmp, e))?;
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new(META_MIN.to_string(), min.to_string()),
-                KeyValue::new(META_MAX.to_string(), max.to_string()),
-            ]))
-            .build();
-        let mut writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))?;
-        for b in &st.tail {
-            writer.write(b)?;
-        }
-        writer.close()?;
-        std::fs::rename(&tmp, &path).map_err(|e| QueryError::io(&path, e))?;
-        let meta = SegmentMeta {
-            path,
-            min_ts_ms: min,
-            max_ts_ms: max,
-            rows: st.tail_rows,
+        let meta = match write_segment(&path, &self.schema, self.ts_column, &tail, false) {
+            Ok(m) => m,
+            Err(e) => {
+                st.tail.insert(String::new(), tail);
+                return Err(e);
+            }
         };
         st.segments.push(meta.clone());
-        st.tail.clear();
-        st.tail_rows = 0;
+        st.tail_rows -= meta.rows;
         st.next_seq += 1;
         Ok(Some(meta))
     }
@@ -242,6 +318,58 @@ impl SegmentStore {
     pub fn table(&self) -> Arc<SegmentTable> {
         Arc::new(SegmentTable { store: self.clone() })
     }
+}
+
+/// Writes `batches` as the Parquet segment `path` (through a temp file renamed into place, so a
+/// reader never sees a partial file), with the time range in its metadata; with `durable`, the
+/// file and the rename are fsynced.
+fn write_segment(
+    path: &Path,
+    schema: &SchemaRef,
+    ts_column: usize,
+    batches: &[RecordBatch],
+    durable: bool,
+) -> Result<SegmentMeta> {
+    let (mut min, mut max, mut rows) = (i64::MAX, i64::MIN, 0);
+    for b in batches {
+        rows += b.num_rows();
+        let ts = b.column(ts_column).as_primitive::<TimestampMillisecondType>();
+        if let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) {
+            min = min.min(lo);
+            max = max.max(hi);
+        }
+    }
+    let tmp = path.with_extension(format!("parquet.tmp-{}", std::process::id()));
+    let file = File::create(&tmp).map_err(|e| QueryError::io(&tmp, e))?;
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(META_MIN.to_string(), min.to_string()),
+            KeyValue::new(META_MAX.to_string(), max.to_string()),
+        ]))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    let mut file = writer.into_inner()?;
+    if durable {
+        file.flush().map_err(|e| QueryError::io(&tmp, e))?;
+        file.sync_all().map_err(|e| QueryError::io(&tmp, e))?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| QueryError::io(path, e))?;
+    if durable && let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| QueryError::io(dir, e))?;
+    }
+    Ok(SegmentMeta {
+        path: path.to_path_buf(),
+        min_ts_ms: min,
+        max_ts_ms: max,
+        rows,
+    })
 }
 
 fn read_segment_meta(path: &Path, ts_idx: usize) -> Result<SegmentMeta> {
@@ -449,7 +577,8 @@ impl TableProvider for SegmentTable {
                 .map(|s| s.path.clone())
                 .collect();
             let pruned = st.segments.len() - chosen.len();
-            (chosen, pruned, st.tail.clone())
+            let tail: Vec<RecordBatch> = st.tail.values().flatten().cloned().collect();
+            (chosen, pruned, tail)
         };
         let c = &self.store.counters;
         c.scans.fetch_add(1, Ordering::Relaxed);

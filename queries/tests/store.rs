@@ -143,3 +143,50 @@ async fn data_dir_layout_and_accounts_files() {
         assert!(tables.contains(&format!(",{t},")), "{t} missing from {tables}");
     }
 }
+
+/// A partition's tail committed as a named segment: rows appended after the cut stay in the
+/// tail, a name written again replaces its file (a re-run after a crash adds nothing), and
+/// `discard` drops what a restored checkpoint does not cover, tail included.
+#[tokio::test]
+async fn keyed_tails_commit_as_named_segments_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = Analyst::builder(store.clone()).build().unwrap();
+    let total = "SELECT count(*) FROM events";
+    store.append_to("t-0", day_batch(0, 10)).unwrap();
+    store.append_to("t-1", day_batch(1, 7)).unwrap();
+    let cut = store.cut("t-0");
+    assert_eq!(cut.rows(), 10);
+    // Appended while the cut is being written: belongs to the next segment.
+    store.append_to("t-0", day_batch(2, 5)).unwrap();
+    let meta = store.commit(cut.clone(), "t-0-000000000001").unwrap().unwrap();
+    assert_eq!(meta.rows, 10);
+    assert_eq!(store.tail_rows(), 12, "t-0's later rows and t-1's stay in the tail");
+    assert_eq!(count(&a, total).await, 22, "every row visible once");
+    // The same cut committed again under the same name (a retried write): still once.
+    store.commit(cut, "t-0-000000000001").unwrap();
+    assert_eq!(store.segments().len(), 1);
+    assert_eq!(count(&a, total).await, 22);
+    // Restored at checkpoint 0: segment 1 and t-0's tail go; t-1 is untouched.
+    let deleted = store
+        .discard("t-0", |stem| stem.starts_with("t-0-") && stem > "t-0-000000000000")
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store.segments().is_empty());
+    assert_eq!(store.tail_rows(), 7);
+    assert_eq!(count(&a, total).await, 7);
+    // A reopened directory sees only what was committed and kept.
+    store.commit(store.cut("t-1"), "t-1-000000000001").unwrap();
+    let reopened = open(dir.path());
+    assert_eq!(reopened.segments().len(), 1);
+    assert_eq!(reopened.segments()[0].rows, 7);
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["t-1-000000000001.parquet".to_string()],
+        "no temp files left"
+    );
+}

@@ -154,6 +154,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let mut outputs = DemoOutputs {
         history: crate::outputs::RunOutputs {
             events: Some(live.events.clone()),
+            late_events: Some(live.late_events.clone()),
+            tied_to_checkpoints: false,
             alerts: live.alerts.clone(),
             flush_rows: 100_000,
             hooks: None,

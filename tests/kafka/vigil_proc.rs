@@ -51,7 +51,6 @@ impl RunSpec {
             .env("VIGIL_CHECKPOINT__MAX_MESSAGES", "100000")
             .env("VIGIL_CLOCK", "event")
             .env("VIGIL_PRINT_ALERTS", "false")
-            .env("VIGIL_HISTORY__ENABLED", "false")
             .env("VIGIL_HTTP__LISTEN", "127.0.0.1:0")
             .env("VIGIL_SOURCE__BROKERS", &self.bootstrap)
             .env("VIGIL_SOURCE__TOPICS", format!("[\"{}\"]", self.topic))
@@ -170,10 +169,15 @@ pub fn kill9(mut child: Child) {
 
 /// The `health` table a stopped `vigil run` left in `data_dir`, as CSV ordered by account.
 pub fn health_csv(data_dir: &Path) -> String {
+    sql_csv(data_dir, "SELECT * FROM health ORDER BY account_id")
+}
+
+/// A query over the history and health a stopped `vigil run` left in `data_dir`, as CSV.
+pub fn sql_csv(data_dir: &Path, query: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["sql", "--format", "csv", "--data-dir"])
         .arg(data_dir)
-        .arg("SELECT * FROM health ORDER BY account_id")
+        .arg(query)
         .output()
         .expect("vigil sql");
     assert!(
