@@ -33,7 +33,8 @@ fn ev(id: &str, account: &str, ts: i64, kind: &str) -> String {
 /// - 5 invalid lines: not_json ×2, unknown_kind, missing_field (no ts), negative_money; and a
 ///   blank line, which is not an event at all.
 ///
-/// Applied 10 + 21 + 3 = 34; valid rows (all kept in history) 34 + 3 + 2 = 39.
+/// Applied 10 + 21 + 3 = 34 (the `events` history); valid rows 34 + 3 + 2 = 39; the 2 late
+/// ones are kept in `late_events`.
 fn events_file(path: &Path) {
     let mut lines = Vec::new();
     let mut copies = Vec::new();
@@ -196,15 +197,18 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     );
     assert!(err.contains(" ev/s\n"), "{err}");
 
-    // History: every valid row (applied, duplicate and late: as `vigil run` keeps them), and the
+    // History: every applied event once (duplicates left out), the late events apart, and the
     // alerts.
-    assert_eq!(sql(&data, "SELECT count(*) AS n FROM events"), "n\n39\n");
     assert_eq!(
         sql(
             &data,
-            "SELECT count(DISTINCT event_id) AS n FROM events WHERE ts >= '2026-03-01T00:00:00Z'"
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events"
         ),
-        "n\n34\n"
+        "n,ids\n34,34\n"
+    );
+    assert_eq!(
+        sql(&data, "SELECT event_id FROM late_events ORDER BY event_id"),
+        "event_id\nlate-1\nlate-2\n"
     );
     assert_eq!(
         sql(&data, "SELECT kind, account_id FROM alerts ORDER BY kind"),
@@ -230,7 +234,7 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
         "--quiet",
     ]);
     assert_eq!(stdout(&out), format!("{SUMMARY}\n"), "--quiet prints only the summary");
-    assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n39\n");
+    assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n34\n");
 
     // Parquet: the history segment the first replay wrote, into a fresh data directory.
     let segments = parquet_files(&data.join("events"));
@@ -247,12 +251,12 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(
         summary,
-        "replay: applied=34 invalid=0 duplicates=3 late=2 alerts=2 accounts=3"
+        "replay: applied=34 invalid=0 duplicates=0 late=0 alerts=2 accounts=3"
     );
     assert_eq!(alerts.len(), 2);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("replay: 39/39 rows, 39 events, "), "{err}");
-    assert_eq!(sql(&fresh, "SELECT count(*) AS n FROM events"), "n\n39\n");
+    assert!(err.contains("replay: 34/34 rows, 34 events, "), "{err}");
+    assert_eq!(sql(&fresh, "SELECT count(*) AS n FROM events"), "n\n34\n");
 }
 
 #[test]
@@ -292,5 +296,89 @@ fn parquet_rows_are_cast_to_the_event_schema_and_bad_rows_counted() {
     assert_eq!(
         sql(&data, "SELECT event_id, kind FROM events ORDER BY event_id"),
         "event_id,kind\np1,activity\np2,purchase\n"
+    );
+}
+
+/// A replay is kept in the data directory as a whole: the same file replayed again changes no
+/// table (its content is recognised), another file continues from the state the first left,
+/// and history a crashed replay left past the last checkpoint is dropped.
+#[test]
+fn replaying_the_same_file_twice_changes_nothing_and_another_file_adds_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    events_file(&file);
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), &data);
+    let replay = |f: &Path| {
+        vigil(&[
+            "replay",
+            f.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let queries = [
+        "SELECT * FROM health ORDER BY account_id",
+        "SELECT event_id, account_id, ts FROM events ORDER BY event_id",
+        "SELECT event_id FROM late_events ORDER BY event_id",
+        "SELECT alert_id, kind, account_id FROM alerts ORDER BY alert_id",
+        "SELECT * FROM complaint_costs",
+    ];
+    let answers = || queries.map(|q| sql(&data, q));
+    assert_eq!(stdout(&replay(&file)), format!("{SUMMARY}\n"));
+    let once = answers();
+    assert!(once[1].lines().count() == 35, "34 events and the header:\n{}", once[1]);
+
+    // The same file again (also under another name): nothing changes.
+    let copy = tmp.path().join("copy.jsonl");
+    std::fs::copy(&file, &copy).unwrap();
+    for f in [&file, &copy] {
+        let out = replay(f);
+        assert_eq!(
+            stdout(&out),
+            "replay: applied=0 invalid=0 duplicates=0 late=0 alerts=0 accounts=3 (already replayed: nothing changed)\n"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("was replayed into"));
+        assert_eq!(answers(), once, "a second replay of {} changed a table", f.display());
+    }
+
+    // A segment a crashed replay wrote past the checkpoint (numbered after it) is dropped.
+    let events_dir = data.join("events");
+    let segments = parquet_files(&events_dir);
+    let orphan = events_dir.join("_-0-000000000099.parquet");
+    std::fs::copy(&segments[0], &orphan).unwrap();
+
+    // Another file, later in time: applied on top of the first one's state.
+    let next = tmp.path().join("next.jsonl");
+    std::fs::write(
+        &next,
+        [
+            ev("delta-1", "delta", T0 + 21 * DAY, "activity"),
+            ev("beta-21", "beta", T0 + 21 * DAY + HOUR, "activity"),
+            // A copy of an event of the first file within the lateness: a duplicate.
+            ev("beta-20", "beta", T0 + 20 * DAY + 12 * HOUR, "activity"),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    assert_eq!(
+        stdout(&replay(&next)),
+        "replay: applied=2 invalid=0 duplicates=1 late=0 alerts=0 accounts=4\n"
+    );
+    assert!(!orphan.exists(), "the crashed replay's segment is gone");
+    assert_eq!(
+        sql(
+            &data,
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events"
+        ),
+        "n,ids\n36,36\n"
+    );
+    assert_eq!(
+        sql(&data, "SELECT account_id FROM health ORDER BY account_id"),
+        "account_id\nacme\nbeta\ndelta\ngamma\n"
     );
 }

@@ -2,5 +2,6 @@
 
 pub mod alerts;
 pub mod analyst;
+pub mod backfill;
 pub mod generate;
 pub mod replay;

@@ -26,6 +26,7 @@ use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::scoring::{Alert, ApplyOutcome, ShardedCore};
 use vigil_engine::{EventKind, InvalidReason};
 
+use crate::cli::backfill::ReplayState;
 use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
 use crate::live::LiveTables;
 use crate::outputs::RunOutputs;
@@ -89,8 +90,10 @@ pub struct ReplayReport {
     pub alerts: u64,
     /// Accounts the core knows at the end.
     pub accounts: u64,
-    /// The replay stopped on Ctrl-C before the end of the file.
+    /// The replay stopped on Ctrl-C before the end of the file (nothing of it was kept).
     pub interrupted: bool,
+    /// The file was replayed into this data directory before: nothing changed.
+    pub already_replayed: bool,
 }
 
 impl ReplayReport {
@@ -113,7 +116,10 @@ impl std::fmt::Display for ReplayReport {
             self.duplicates, self.late, self.alerts, self.accounts
         )?;
         if self.interrupted {
-            f.write_str(" (interrupted)")?;
+            f.write_str(" (interrupted: nothing kept)")?;
+        }
+        if self.already_replayed {
+            f.write_str(" (already replayed: nothing changed)")?;
         }
         Ok(())
     }
@@ -196,9 +202,29 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         Input::jsonl(file_cfg)?
     };
 
+    // What earlier replays into this data directory left: their state goes on, a file replayed
+    // before changes nothing.
+    let state = ReplayState::open(&s.data_dir.join("checkpoints"), &args.file)?;
+    let shard = ReplayState::shard();
     let mut core = ShardedCore::new(s.scoring.clone())?;
     for a in &s.accounts {
         core.upsert_account(a.clone());
+    }
+    if let Some(restored) = state.restored_core()? {
+        core.insert_shard(shard.clone(), restored);
+    }
+    if state.already_replayed() {
+        eprintln!(
+            "replay: {} (content {}) was replayed into {} before; nothing changed",
+            args.file.display(),
+            state.input(),
+            s.data_dir.display()
+        );
+        return Ok(ReplayReport {
+            already_replayed: true,
+            accounts: core.len() as u64,
+            ..ReplayReport::default()
+        });
     }
     let core: SharedCore = Arc::new(RwLock::new(core));
     let live = LiveTables::open(&s.data_dir, &s.accounts, core.clone())
@@ -224,6 +250,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     let mut sink = ReplaySink {
         outputs: RunOutputs {
             events: s.history.enabled.then(|| live.events.clone()),
+            late_events: s.history.enabled.then(|| live.late_events.clone()),
+            // Written as the replay partition's numbered segments (see `on_batch` below), kept
+            // only when the replay's checkpoint is written at the end.
+            tied_to_checkpoints: true,
             alerts: live.alerts.clone(),
             flush_rows: s.history.flush_rows.max(1),
             hooks: None,
@@ -236,31 +266,44 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         progress: progress.clone(),
         pace: pace.clone(),
         applied_batches: 0,
+        state,
     };
+    sink.outputs.on_restored(&shard, sink.state.restored_seq())?;
     let result = run_pipeline(rx, core.clone(), &mut sink, pace.clone()).await;
     // The pipeline has ended (its receiver is dropped): the reader stops at its next send.
     pace.stop();
     let read = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the replay reader panicked"))?;
-    let flushed = sink.outputs.flush();
     progress.finish().await;
     let stats = result?;
     read?;
-    flushed?;
-    // The health table as of the end of the replay, for `vigil sql --data-dir`.
-    let health = core
-        .read()
-        .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
-        .health_batch();
-    vigil_queries::DataDir::new(&s.data_dir).save_health(&health)?;
+    let interrupted = pace.interrupted.load(Ordering::Relaxed);
+    let ReplaySink {
+        mut outputs, mut state, ..
+    } = sink;
+    if interrupted {
+        // A replay is kept whole or not at all: drop the history written so far.
+        outputs.on_restored(&shard, state.restored_seq())?;
+    } else {
+        // The rest of the history, then the checkpoint that covers it all, then the health
+        // table as of the end of the replay (for `vigil sql --data-dir`).
+        if let Some(write) = outputs.history_cut(&shard, state.next_seq()) {
+            write()?;
+        }
+        let core = core.read().map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?;
+        if let Some(partition) = core.shard(&shard) {
+            state.save(partition, &stats, source.messages.load(Ordering::Relaxed))?;
+        }
+        vigil_queries::DataDir::new(&s.data_dir).save_health(&core.health_batch())?;
+    }
 
     let mut report = ReplayReport {
         applied: stats.events,
         duplicates: stats.duplicates,
         late: stats.late,
         alerts: stats.alerts,
-        interrupted: pace.interrupted.load(Ordering::Relaxed),
+        interrupted,
         ..ReplayReport::default()
     };
     for (i, code) in InvalidReason::CODES.into_iter().enumerate() {
@@ -304,6 +347,8 @@ struct ReplaySink {
     progress: Arc<Progress>,
     pace: Arc<Pace>,
     applied_batches: u64,
+    /// The replay partition's checkpoint: numbers the history segments.
+    state: ReplayState,
 }
 
 impl ReplaySink {
@@ -323,6 +368,16 @@ impl ReplaySink {
 impl PipelineSink for ReplaySink {
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
         self.outputs.on_batch(batch, outcome, core)?;
+        // History in segments of about `flush_rows`, numbered past the restored checkpoint.
+        if self
+            .outputs
+            .events
+            .as_ref()
+            .is_some_and(|e| e.tail_rows() >= self.outputs.flush_rows)
+            && let Some(write) = self.outputs.history_cut(&ReplayState::shard(), self.state.next_seq())
+        {
+            write()?;
+        }
         self.applied_batches += 1;
         self.progress
             .applied
