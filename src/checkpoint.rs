@@ -57,6 +57,44 @@ pub struct Checkpoint {
     pub inputs: Vec<String>,
 }
 
+/// A checkpoint of version 1 (before history was tied to checkpoints): read and upgraded, so
+/// that partitions keep their state across the upgrade (their history before it stays in the
+/// unnumbered segments it was written to).
+#[derive(Serialize, Deserialize)]
+struct CheckpointV1 {
+    version: u32,
+    topic: String,
+    partition: i32,
+    written_at_ms: i64,
+    /// next offset, messages, valid, applied, duplicates, late, dead-lettered.
+    progress: (Option<i64>, u64, u64, u64, u64, u64, u64),
+    state: Vec<u8>,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(c: CheckpointV1) -> Checkpoint {
+        let (next_offset, messages, valid, applied, duplicates, late, dead_lettered) = c.progress;
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            topic: c.topic,
+            partition: c.partition,
+            written_at_ms: c.written_at_ms,
+            progress: PartitionProgress {
+                next_offset,
+                messages,
+                valid,
+                applied,
+                duplicates,
+                late,
+                dead_lettered,
+                checkpoints: 0,
+            },
+            state: c.state,
+            inputs: Vec::new(),
+        }
+    }
+}
+
 /// The directory of checkpoints.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -88,8 +126,15 @@ impl CheckpointStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let ckpt: Checkpoint =
-            postcard::from_bytes(&bytes).with_context(|| format!("decoding checkpoint {}", path.display()))?;
+        let (version, _) = postcard::take_from_bytes::<u32>(&bytes)
+            .with_context(|| format!("decoding checkpoint {}", path.display()))?;
+        let ckpt: Checkpoint = if version == 1 {
+            postcard::from_bytes::<CheckpointV1>(&bytes)
+                .with_context(|| format!("decoding checkpoint {}", path.display()))?
+                .into()
+        } else {
+            postcard::from_bytes(&bytes).with_context(|| format!("decoding checkpoint {}", path.display()))?
+        };
         anyhow::ensure!(
             ckpt.version == CHECKPOINT_VERSION,
             "checkpoint {} has version {} (this build reads {CHECKPOINT_VERSION})",
@@ -251,6 +296,42 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
             .collect();
         assert!(names.iter().all(|n| n.ends_with(".ckpt")), "{names:?}");
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(dir.path()).expect("open");
+        let v1 = CheckpointV1 {
+            version: 1,
+            topic: "t".into(),
+            partition: 5,
+            written_at_ms: 7,
+            progress: (Some(40), 40, 39, 36, 2, 1, 1),
+            state: vec![9, 8],
+        };
+        std::fs::create_dir_all(dir.path().join("t")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("t").join("5.ckpt"),
+            postcard::to_allocvec(&v1).expect("encode"),
+        )
+        .expect("write");
+        let c = store.load(&(Arc::from("t"), 5)).expect("load").expect("present");
+        assert_eq!(c.version, CHECKPOINT_VERSION);
+        assert_eq!(
+            c.progress,
+            PartitionProgress {
+                next_offset: Some(40),
+                messages: 40,
+                valid: 39,
+                applied: 36,
+                duplicates: 2,
+                late: 1,
+                dead_lettered: 1,
+                checkpoints: 0,
+            }
+        );
+        assert_eq!((c.state, c.inputs), (vec![9, 8], Vec::<String>::new()));
     }
 
     #[test]

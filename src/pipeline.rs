@@ -73,6 +73,26 @@ pub struct PipelineStats {
     pub checkpoints: u64,
 }
 
+impl PipelineStats {
+    /// Share of late events above which a run warns: more than this many events older than
+    /// their partition's watermark points at unsorted input or a lateness set too small.
+    pub const LATE_WARN_SHARE: f64 = 0.01;
+
+    /// A warning when more than [`PipelineStats::LATE_WARN_SHARE`] of the valid events were late.
+    pub fn late_warning(&self) -> Option<String> {
+        let valid = self.events + self.duplicates + self.late;
+        (valid > 0 && self.late as f64 > Self::LATE_WARN_SHARE * valid as f64).then(|| {
+            format!(
+                "{} of {valid} events ({:.1} %) were late: older than their partition's watermark \
+                 (the newest event time seen minus scoring.lateness_days). They are kept in the \
+                 late_events table and not scored",
+                self.late,
+                100.0 * self.late as f64 / valid as f64
+            )
+        })
+    }
+}
+
 /// The scoring state as shared with readers (SQL, the demo view).
 pub type SharedCore = Arc<RwLock<ShardedCore>>;
 
@@ -652,6 +672,19 @@ mod tests {
         source.join().expect("source thread");
         assert_eq!(stats.events, 6);
         (core, store, dir)
+    }
+
+    #[test]
+    fn more_than_one_percent_late_is_warned_about() {
+        let stats = |events, late| PipelineStats {
+            events,
+            late,
+            ..PipelineStats::default()
+        };
+        assert_eq!(stats(0, 0).late_warning(), None);
+        assert_eq!(stats(990, 10).late_warning(), None, "exactly 1 %");
+        let w = stats(989, 11).late_warning().expect("over 1 %");
+        assert!(w.starts_with("11 of 1000 events (1.1 %) were late"), "{w}");
     }
 
     #[tokio::test]

@@ -286,6 +286,9 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
             Err(_) => tracing::warn!("hook dispatcher still shared at shutdown"),
         }
     }
+    if let Some(w) = stats.late_warning() {
+        tracing::warn!("vigil run: {w}");
+    }
     tracing::info!(?stats, "vigil run: stopped cleanly");
     Ok(stats)
 }
