@@ -161,6 +161,8 @@ pub struct RunOutputs {
     pub print_alerts: bool,
     /// Counters for `/metrics`.
     pub metrics: Option<Arc<RunMetrics>>,
+    /// Alert lines to print after the step (stdout is I/O: not under the core's lock).
+    pub lines: Vec<String>,
 }
 
 impl RunOutputs {
@@ -202,7 +204,7 @@ impl RunOutputs {
             .collect();
         if self.print_alerts {
             for a in &hook_alerts {
-                println!("{}", serde_json::to_string(a)?);
+                self.lines.push(serde_json::to_string(a)?);
             }
         }
         if let Some(tx) = &self.hooks {
@@ -243,12 +245,6 @@ impl PipelineSink for RunOutputs {
             if let (Some(late), Some(store)) = (late, &self.late_events) {
                 store.append_to(&key, late)?;
             }
-            if key.is_empty() && events.tail_rows() >= self.flush_rows {
-                events.flush_segment()?;
-                if let Some(l) = &self.late_events {
-                    l.flush_segment()?;
-                }
-            }
         }
         if let Some(scores) = &self.scores {
             let ids = batch.batch.column(vigil_engine::schema::ACCOUNT_ID).as_string::<i32>();
@@ -266,6 +262,22 @@ impl PipelineSink for RunOutputs {
 
     fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         self.alerts(None, alerts, core)
+    }
+
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        if !self.lines.is_empty() {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for line in self.lines.drain(..) {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+        }
+        // Without checkpoints, the unkeyed tails become segments by size.
+        if !self.tied_to_checkpoints && self.events.as_ref().is_some_and(|e| e.tail_rows() >= self.flush_rows) {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn history_cut(&mut self, shard: &ShardId, seq: u64) -> Option<HistoryWrite> {

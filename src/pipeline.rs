@@ -101,9 +101,11 @@ pub fn unpartitioned_shard() -> ShardId {
     (Arc::from("_"), 0)
 }
 
-/// Where the pipeline's results go. Both calls run while the pipeline still holds the core's
-/// write lock (so `core` is the state right after the change) and before the batch is
-/// acknowledged to its source: an error stops the pipeline without acknowledging.
+/// Where the pipeline's results go. `on_batch` and `on_tick` run while the pipeline still holds
+/// the core's write lock (so `core` is the state right after the change): they only buffer
+/// (history tails, alert lines, score updates), no I/O; `after_step` follows once the lock is
+/// released and does the sink's I/O. All run before the batch is acknowledged to its source:
+/// an error stops the pipeline without acknowledging.
 pub trait PipelineSink {
     /// A batch was applied; `outcome.alerts` are the alerts it raised.
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()>;
@@ -115,6 +117,10 @@ pub trait PipelineSink {
     }
     /// A batch is done (applied and handed on) after `elapsed` in the pipeline.
     fn on_batch_done(&mut self, _outcome: &ApplyOutcome, _elapsed: Duration) {}
+    /// After a batch or a tick, with the core's lock released: the I/O of what was buffered.
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Takes the history `shard` produced since its last checkpoint, at the moment its state is
     /// copied for checkpoint number `seq`; the returned write makes that history durable, and
     /// runs (off the pipeline's task) before the checkpoint itself is written.
@@ -218,6 +224,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             self.sink.on_batch(&batch, &outcome, &core)?;
             outcome
         };
+        self.sink.after_step()?;
         self.sink.on_batch_done(&outcome, started.elapsed());
         self.stats.batches += 1;
         self.stats.events += outcome.applied as u64;
@@ -256,14 +263,18 @@ impl<S: PipelineSink> Pipeline<'_, S> {
 
     /// Advances each partition's clock; returns how many alerts it raised.
     fn tick(&mut self) -> anyhow::Result<u64> {
-        let mut core = self.core.write().map_err(|_| lock_err())?;
-        let busy = std::mem::take(&mut self.busy);
-        let clock = &self.clock;
-        let caught_up = &self.caught_up;
-        let alerts =
-            core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id), caught_up.contains(id)));
-        self.sink.on_tick(&alerts, &core)?;
-        Ok(alerts.len() as u64)
+        let raised = {
+            let mut core = self.core.write().map_err(|_| lock_err())?;
+            let busy = std::mem::take(&mut self.busy);
+            let clock = &self.clock;
+            let caught_up = &self.caught_up;
+            let alerts =
+                core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id), caught_up.contains(id)));
+            self.sink.on_tick(&alerts, &core)?;
+            alerts.len() as u64
+        };
+        self.sink.after_step()?;
+        Ok(raised)
     }
 
     /// Starts a checkpoint round over every changed partition. Partitions are written one at a

@@ -208,6 +208,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         scores,
         print_alerts: cfg.print_alerts,
         metrics: Some(metrics.clone()),
+        lines: Vec::new(),
     };
 
     // Partition state is restored from checkpoints on assignment; offsets follow checkpoints.

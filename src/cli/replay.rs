@@ -261,12 +261,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
             // Printed by the sink, around the progress bar.
             print_alerts: false,
             metrics: None,
+            lines: Vec::new(),
         },
         print_alerts: s.print_alerts,
         progress: progress.clone(),
         pace: pace.clone(),
         applied_batches: 0,
         state,
+        lines: String::new(),
     };
     sink.outputs.on_restored(&shard, sink.state.restored_seq())?;
     let result = run_pipeline(rx, core.clone(), &mut sink, pace.clone()).await;
@@ -349,17 +351,18 @@ struct ReplaySink {
     applied_batches: u64,
     /// The replay partition's checkpoint: numbers the history segments.
     state: ReplayState,
+    /// Alert lines to print after the step.
+    lines: String,
 }
 
 impl ReplaySink {
-    fn print(&self, alerts: &[Alert]) -> anyhow::Result<()> {
-        if self.print_alerts && !alerts.is_empty() {
-            let mut lines = String::new();
+    /// Buffers the alert lines; printed after the step (not under the core's lock).
+    fn print(&mut self, alerts: &[Alert]) -> anyhow::Result<()> {
+        if self.print_alerts {
             for a in alerts {
-                lines.push_str(&serde_json::to_string(a)?);
-                lines.push('\n');
+                self.lines.push_str(&serde_json::to_string(a)?);
+                self.lines.push('\n');
             }
-            self.progress.print_stdout(&lines);
         }
         Ok(())
     }
@@ -368,16 +371,6 @@ impl ReplaySink {
 impl PipelineSink for ReplaySink {
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
         self.outputs.on_batch(batch, outcome, core)?;
-        // History in segments of about `flush_rows`, numbered past the restored checkpoint.
-        if self
-            .outputs
-            .events
-            .as_ref()
-            .is_some_and(|e| e.tail_rows() >= self.outputs.flush_rows)
-            && let Some(write) = self.outputs.history_cut(&ReplayState::shard(), self.state.next_seq())
-        {
-            write()?;
-        }
         self.applied_batches += 1;
         self.progress
             .applied
@@ -390,6 +383,23 @@ impl PipelineSink for ReplaySink {
         self.print(alerts)?;
         self.pace.ticked(self.applied_batches);
         Ok(())
+    }
+
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        if !self.lines.is_empty() {
+            self.progress.print_stdout(&std::mem::take(&mut self.lines));
+        }
+        // History in segments of about `flush_rows`, numbered past the restored checkpoint.
+        if self
+            .outputs
+            .events
+            .as_ref()
+            .is_some_and(|e| e.tail_rows() >= self.outputs.flush_rows)
+            && let Some(write) = self.outputs.history_cut(&ReplayState::shard(), self.state.next_seq())
+        {
+            write()?;
+        }
+        self.outputs.after_step()
     }
 }
 

@@ -162,9 +162,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             scores: None,
             print_alerts: false,
             metrics: None,
+            lines: Vec::new(),
         },
         view: alerts.clone(),
         start_ms,
+        shown: Vec::new(),
     };
     let stats = pipeline::run(
         batches,
@@ -261,16 +263,13 @@ struct DemoOutputs {
     history: crate::outputs::RunOutputs,
     view: Arc<RwLock<Vec<Alert>>>,
     start_ms: i64,
+    /// Alerts to print after the step (not under the core's lock).
+    shown: Vec<Alert>,
 }
 
 impl DemoOutputs {
-    fn show(&self, alerts: &[Alert]) {
-        for a in alerts {
-            view::print_alert(a, self.start_ms);
-            if let Ok(mut v) = self.view.write() {
-                v.push(a.clone());
-            }
-        }
+    fn show(&mut self, alerts: &[Alert]) {
+        self.shown.extend_from_slice(alerts);
     }
 }
 
@@ -290,5 +289,15 @@ impl pipeline::PipelineSink for DemoOutputs {
         self.history.on_tick(alerts, core)?;
         self.show(alerts);
         Ok(())
+    }
+
+    fn after_step(&mut self) -> anyhow::Result<()> {
+        for a in self.shown.drain(..) {
+            view::print_alert(&a, self.start_ms);
+            if let Ok(mut v) = self.view.write() {
+                v.push(a);
+            }
+        }
+        self.history.after_step()
     }
 }
