@@ -179,10 +179,11 @@ impl SortedBatches {
     /// The error of the sort as the crate's error: the input's own error back, and running out of
     /// memory as [`QueryError::SortMemory`].
     fn error(&self, e: DataFusionError) -> QueryError {
-        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+        // DataFusion's own advice names its configuration keys; the root says what did not fit.
+        if let root @ DataFusionError::ResourcesExhausted(_) = e.find_root() {
             return QueryError::SortMemory {
                 limit: self.memory_limit,
-                detail: e.to_string(),
+                detail: root.to_string(),
             };
         }
         match e {
