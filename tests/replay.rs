@@ -1,7 +1,7 @@
-//! `vigil replay` as a process: a JSON Lines backfill with invalid lines, duplicates and late
-//! events (exact summary counts, alerts in event time, plain progress lines, the history that
-//! `vigil sql` reads afterwards), the same result in small batches, and a Parquet replay of the
-//! history segment it wrote.
+//! `vigil replay` as a process: a JSON Lines backfill with invalid lines, duplicates and events
+//! out of order (exact summary counts, alerts in event time, plain progress lines, the history
+//! that `vigil sql` reads afterwards), the same result in small batches, late events and their
+//! warning with `--assume-sorted`, and a Parquet replay of the history segment it wrote.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -22,18 +22,20 @@ fn ev(id: &str, account: &str, ts: i64, kind: &str) -> String {
 /// The events file and what replaying it must report:
 ///
 /// - `acme` (a key account in the config): activity daily at 10:00 on days 0-9 — 10 events;
-///   its usual gap is 1 day, so with k = 3 it is quiet from day 12 10:00: one `quiet` alert,
-///   raised in event time (the file's last event is on day 20).
+///   with k = 3 it goes quiet 3 usual gaps after day 9 10:00: one `quiet` alert, raised in
+///   event time (the file's last event is on day 20). See [`acme_quiet_at`] for the gap.
 /// - `beta`: activity daily at 12:00 on days 0-20 — 21 events.
 /// - `gamma`: complaints on days 14, 15, 16 — 3 events: one `complaint_spike` (3 in 7 days).
 /// - 3 duplicates: exact copies of acme day 3, beta day 7, gamma day 15, each two days of the
 ///   file after its original (within the lateness, so they are duplicates and not late).
-/// - 2 events of `acme` 20 days before day 0, after everything else: older than the watermark
-///   (day 20 12:00 − 7 days): late, not applied.
+/// - 2 events of `acme` 20 days before day 0, after everything else. The replay sorts the events
+///   by time first, so they are applied (before everything else). With `--assume-sorted` they
+///   are older than the watermark (day 20 12:00 − 7 days) when read: late, not applied.
 /// - 5 invalid lines: not_json ×2, unknown_kind, missing_field (no ts), negative_money; and a
 ///   blank line, which is not an event at all.
 ///
-/// Applied 10 + 21 + 3 = 34; valid rows (all kept in history) 34 + 3 + 2 = 39.
+/// Applied 10 + 21 + 3 + 2 = 36 (34 and 2 late with `--assume-sorted`); valid rows (all kept in
+/// history) 36 + 3 = 39.
 fn events_file(path: &Path) {
     let mut lines = Vec::new();
     let mut copies = Vec::new();
@@ -83,8 +85,24 @@ fn events_file(path: &Path) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-const SUMMARY: &str = "replay: applied=34 invalid=5 [missing_field=1 negative_money=1 not_json=2 unknown_kind=1] \
-                       duplicates=3 late=2 alerts=2 accounts=3";
+/// When `acme` is quiet: 3 usual gaps after day 9 10:00. The usual gap is exp of an EWMA
+/// (α = 0.2) of the log gaps between its days of interaction. Sorted, its two old events count:
+/// one gap of 20 days (day −20 to day 0), then nine of 1 day, so exp(ln 20 × 0.8⁹) ≈ 1.49 days.
+/// With `--assume-sorted` they are late and every gap is 1 day.
+fn acme_quiet_at(with_old_events: bool) -> i64 {
+    let gap_days = if with_old_events {
+        (20f64.ln() * 0.8f64.powi(9)).exp()
+    } else {
+        1.0
+    };
+    T0 + 9 * DAY + 10 * HOUR + (3.0 * gap_days * DAY as f64) as i64
+}
+
+const SUMMARY: &str = "replay: applied=36 invalid=5 [missing_field=1 negative_money=1 not_json=2 unknown_kind=1] \
+                       duplicates=3 late=0 alerts=2 accounts=3";
+/// The same file replayed with `--assume-sorted`.
+const SUMMARY_AS_READ: &str = "replay: applied=34 invalid=5 [missing_field=1 negative_money=1 not_json=2 \
+                               unknown_kind=1] duplicates=3 late=2 alerts=2 accounts=3";
 
 /// A vigil.toml (valid for `vigil run`; replay uses its accounts and data_dir).
 fn config(dir: &Path, data_dir: &Path) -> std::path::PathBuf {
@@ -166,8 +184,8 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let out = vigil(&["replay", file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(summary, SUMMARY);
-    // The alerts, as JSON lines, in event time: acme quiet at its deadline (day 9 10:00 + 3
-    // days), gamma's complaint spike from its first complaint day.
+    // The alerts, as JSON lines, in event time: acme quiet from its last activity on day 9
+    // 10:00, gamma's complaint spike from its first complaint day.
     let mut got: Vec<(String, String, i64)> = alerts
         .iter()
         .map(|a| {
@@ -187,14 +205,25 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
         ]
     );
     let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
-    assert_eq!(quiet["at_ms"].as_i64(), Some(T0 + 12 * DAY + 10 * HOUR));
-    // stderr is not a terminal here: plain progress lines, the last one at the end of the file.
+    assert_eq!(quiet["at_ms"].as_i64(), Some(acme_quiet_at(true)));
+    // stderr is not a terminal here: plain progress lines, a line when the sort starts and one
+    // when scoring starts, the last one at the end of the file; no warning.
     let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(
+        err.contains("replay: read 39 valid events (5 invalid) in ")
+            && err.contains(" s; sorting them by event time\n"),
+        "progress on stderr:\n{err}"
+    );
+    assert!(
+        err.contains("replay: sorted 39 events by event time in ") && err.contains(" s (in memory); scoring them\n"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("replay: {size}/{size} bytes, 39 events, ")),
         "progress on stderr:\n{err}"
     );
     assert!(err.contains(" ev/s\n"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
 
     // History: every valid row (applied, duplicate and late: as `vigil run` keeps them), and the
     // alerts.
@@ -205,6 +234,13 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
             "SELECT count(DISTINCT event_id) AS n FROM events WHERE ts >= '2026-03-01T00:00:00Z'"
         ),
         "n\n34\n"
+    );
+    assert_eq!(
+        sql(
+            &data,
+            "SELECT event_id FROM events WHERE ts < '2026-03-01T00:00:00Z' ORDER BY ts"
+        ),
+        "event_id\nlate-1\nlate-2\n"
     );
     assert_eq!(
         sql(&data, "SELECT kind, account_id FROM alerts ORDER BY kind"),
@@ -232,6 +268,32 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     assert_eq!(stdout(&out), format!("{SUMMARY}\n"), "--quiet prints only the summary");
     assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n39\n");
 
+    // --assume-sorted: the events are scored as they are read, so the two old ones at the end are
+    // late (acme's cadence is then one day), and a warning says how many and why.
+    let data_as_read = tmp.path().join("data-as-read");
+    let out = vigil(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data_as_read.to_str().unwrap(),
+        "--assume-sorted",
+    ]);
+    let (summary, alerts) = summary_and_alerts(&out);
+    assert_eq!(summary, SUMMARY_AS_READ);
+    let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
+    assert_eq!(quiet["at_ms"].as_i64(), Some(acme_quiet_at(false)));
+    assert_eq!(acme_quiet_at(false), T0 + 12 * DAY + 10 * HOUR);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("replay: warning: 2 of 39 valid events (5.1 %) were late (older than the greatest event time"),
+        "{err}"
+    );
+    assert!(err.contains("replay it without --assume-sorted"), "{err}");
+    assert!(!err.contains("sorting them"), "no sort with --assume-sorted:\n{err}");
+    assert_eq!(sql(&data_as_read, "SELECT count(*) AS n FROM events"), "n\n39\n");
+
     // Parquet: the history segment the first replay wrote, into a fresh data directory.
     let segments = parquet_files(&data.join("events"));
     assert_eq!(segments.len(), 1, "{segments:?}");
@@ -247,7 +309,7 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(
         summary,
-        "replay: applied=34 invalid=0 duplicates=3 late=2 alerts=2 accounts=3"
+        "replay: applied=36 invalid=0 duplicates=3 late=0 alerts=2 accounts=3"
     );
     assert_eq!(alerts.len(), 2);
     let err = String::from_utf8(out.stderr).unwrap();
