@@ -1,14 +1,22 @@
-//! `vigil replay` as a process: a JSON Lines backfill with invalid lines, duplicates and late
-//! events (exact summary counts, alerts in event time, plain progress lines, the history that
-//! `vigil sql` reads afterwards), the same result in small batches, and a Parquet replay of the
-//! history segment it wrote.
+//! `vigil replay` as a process: a JSON Lines backfill with invalid lines, duplicates and events
+//! out of order (exact summary counts, alerts in event time, plain progress lines, the history
+//! that `vigil sql` reads afterwards), the same result in small batches, late events and their
+//! warning with `--assume-sorted`, and a Parquet replay of the history segment it wrote; a
+//! generated two-year history of 2,000 accounts gives the same health table whether its file is
+//! in time order or shuffled (sorted in memory, or spilling to disk).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use vigil_engine::{Event, EventKind};
 
 /// 2026-03-01T00:00:00Z.
 const T0: i64 = 1_772_323_200_000;
@@ -22,19 +30,20 @@ fn ev(id: &str, account: &str, ts: i64, kind: &str) -> String {
 /// The events file and what replaying it must report:
 ///
 /// - `acme` (a key account in the config): activity daily at 10:00 on days 0-9 — 10 events;
-///   its usual gap is 1 day, so with k = 3 it is quiet from day 12 10:00: one `quiet` alert,
-///   raised in event time (the file's last event is on day 20).
+///   with k = 3 it goes quiet 3 usual gaps after day 9 10:00: one `quiet` alert, raised in
+///   event time (the file's last event is on day 20). See [`acme_quiet_at`] for the gap.
 /// - `beta`: activity daily at 12:00 on days 0-20 — 21 events.
 /// - `gamma`: complaints on days 14, 15, 16 — 3 events: one `complaint_spike` (3 in 7 days).
 /// - 3 duplicates: exact copies of acme day 3, beta day 7, gamma day 15, each two days of the
 ///   file after its original (within the lateness, so they are duplicates and not late).
-/// - 2 events of `acme` 20 days before day 0, after everything else: older than the watermark
-///   (day 20 12:00 − 7 days): late, not applied.
+/// - 2 events of `acme` 20 days before day 0, after everything else. The replay sorts the events
+///   by time first, so they are applied (before everything else). With `--assume-sorted` they
+///   are older than the watermark (day 20 12:00 − 7 days) when read: late, not applied.
 /// - 5 invalid lines: not_json ×2, unknown_kind, missing_field (no ts), negative_money; and a
 ///   blank line, which is not an event at all.
 ///
-/// Applied 10 + 21 + 3 = 34 (the `events` history); valid rows 34 + 3 + 2 = 39; the 2 late
-/// ones are kept in `late_events`.
+/// Applied 10 + 21 + 3 + 2 = 36 (34 and 2 late with `--assume-sorted`); valid rows 36 + 3 = 39.
+/// The `events` history holds the applied events, each id once; late ones go to `late_events`.
 fn events_file(path: &Path) {
     let mut lines = Vec::new();
     let mut copies = Vec::new();
@@ -84,8 +93,24 @@ fn events_file(path: &Path) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-const SUMMARY: &str = "replay: applied=34 invalid=5 [missing_field=1 negative_money=1 not_json=2 unknown_kind=1] \
-                       duplicates=3 late=2 alerts=2 accounts=3";
+/// When `acme` is quiet: 3 usual gaps after day 9 10:00. The usual gap is exp of an EWMA
+/// (α = 0.2) of the log gaps between its days of interaction. Sorted, its two old events count:
+/// one gap of 20 days (day −20 to day 0), then nine of 1 day, so exp(ln 20 × 0.8⁹) ≈ 1.49 days.
+/// With `--assume-sorted` they are late and every gap is 1 day.
+fn acme_quiet_at(with_old_events: bool) -> i64 {
+    let gap_days = if with_old_events {
+        (20f64.ln() * 0.8f64.powi(9)).exp()
+    } else {
+        1.0
+    };
+    T0 + 9 * DAY + 10 * HOUR + (3.0 * gap_days * DAY as f64) as i64
+}
+
+const SUMMARY: &str = "replay: applied=36 invalid=5 [missing_field=1 negative_money=1 not_json=2 unknown_kind=1] \
+                       duplicates=3 late=0 alerts=2 accounts=3";
+/// The same file replayed with `--assume-sorted`.
+const SUMMARY_AS_READ: &str = "replay: applied=34 invalid=5 [missing_field=1 negative_money=1 not_json=2 \
+                               unknown_kind=1] duplicates=3 late=2 alerts=2 accounts=3";
 
 /// A vigil.toml (valid for `vigil run`; replay uses its accounts and data_dir).
 fn config(dir: &Path, data_dir: &Path) -> std::path::PathBuf {
@@ -167,8 +192,8 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let out = vigil(&["replay", file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(summary, SUMMARY);
-    // The alerts, as JSON lines, in event time: acme quiet at its deadline (day 9 10:00 + 3
-    // days), gamma's complaint spike from its first complaint day.
+    // The alerts, as JSON lines, in event time: acme quiet from its last activity on day 9
+    // 10:00, gamma's complaint spike from its first complaint day.
     let mut got: Vec<(String, String, i64)> = alerts
         .iter()
         .map(|a| {
@@ -188,14 +213,25 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
         ]
     );
     let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
-    assert_eq!(quiet["at_ms"].as_i64(), Some(T0 + 12 * DAY + 10 * HOUR));
-    // stderr is not a terminal here: plain progress lines, the last one at the end of the file.
+    assert_eq!(quiet["at_ms"].as_i64(), Some(acme_quiet_at(true)));
+    // stderr is not a terminal here: plain progress lines, a line when the sort starts and one
+    // when scoring starts, the last one at the end of the file; no warning.
     let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(
+        err.contains("replay: read 39 valid events (5 invalid) in ")
+            && err.contains(" s; sorting them by event time\n"),
+        "progress on stderr:\n{err}"
+    );
+    assert!(
+        err.contains("replay: sorted 39 events by event time in ") && err.contains(" s (in memory); scoring them\n"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("replay: {size}/{size} bytes, 39 events, ")),
         "progress on stderr:\n{err}"
     );
     assert!(err.contains(" ev/s\n"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
 
     // History: every applied event once (duplicates left out), the late events apart, and the
     // alerts.
@@ -204,10 +240,14 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
             &data,
             "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events"
         ),
-        "n,ids\n34,34\n"
+        "n,ids\n36,36\n"
     );
+    assert_eq!(sql(&data, "SELECT count(*) AS n FROM late_events"), "n\n0\n");
     assert_eq!(
-        sql(&data, "SELECT event_id FROM late_events ORDER BY event_id"),
+        sql(
+            &data,
+            "SELECT event_id FROM events WHERE ts < '2026-03-01T00:00:00Z' ORDER BY ts"
+        ),
         "event_id\nlate-1\nlate-2\n"
     );
     assert_eq!(
@@ -234,7 +274,37 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
         "--quiet",
     ]);
     assert_eq!(stdout(&out), format!("{SUMMARY}\n"), "--quiet prints only the summary");
-    assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n34\n");
+    assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n36\n");
+
+    // --assume-sorted: the events are scored as they are read, so the two old ones at the end are
+    // late (acme's cadence is then one day), and a warning says how many and why.
+    let data_as_read = tmp.path().join("data-as-read");
+    let out = vigil(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data_as_read.to_str().unwrap(),
+        "--assume-sorted",
+    ]);
+    let (summary, alerts) = summary_and_alerts(&out);
+    assert_eq!(summary, SUMMARY_AS_READ);
+    let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
+    assert_eq!(quiet["at_ms"].as_i64(), Some(acme_quiet_at(false)));
+    assert_eq!(acme_quiet_at(false), T0 + 12 * DAY + 10 * HOUR);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("replay: warning: 2 of 39 valid events (5.1 %) were late (older than the greatest event time"),
+        "{err}"
+    );
+    assert!(err.contains("replay it without --assume-sorted"), "{err}");
+    assert!(!err.contains("sorting them"), "no sort with --assume-sorted:\n{err}");
+    assert_eq!(sql(&data_as_read, "SELECT count(*) AS n FROM events"), "n\n34\n");
+    assert_eq!(
+        sql(&data_as_read, "SELECT event_id FROM late_events ORDER BY event_id"),
+        "event_id\nlate-1\nlate-2\n"
+    );
 
     // Parquet: the history segment the first replay wrote, into a fresh data directory.
     let segments = parquet_files(&data.join("events"));
@@ -251,12 +321,12 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(
         summary,
-        "replay: applied=34 invalid=0 duplicates=0 late=0 alerts=2 accounts=3"
+        "replay: applied=36 invalid=0 duplicates=0 late=0 alerts=2 accounts=3"
     );
     assert_eq!(alerts.len(), 2);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("replay: 34/34 rows, 34 events, "), "{err}");
-    assert_eq!(sql(&fresh, "SELECT count(*) AS n FROM events"), "n\n34\n");
+    assert!(err.contains("replay: 36/36 rows, 36 events, "), "{err}");
+    assert_eq!(sql(&fresh, "SELECT count(*) AS n FROM events"), "n\n36\n");
 }
 
 #[test]
@@ -330,7 +400,7 @@ fn replaying_the_same_file_twice_changes_nothing_and_another_file_adds_to_it() {
     let answers = || queries.map(|q| sql(&data, q));
     assert_eq!(stdout(&replay(&file)), format!("{SUMMARY}\n"));
     let once = answers();
-    assert!(once[1].lines().count() == 35, "34 events and the header:\n{}", once[1]);
+    assert!(once[1].lines().count() == 37, "36 events and the header:\n{}", once[1]);
 
     // The same file again (also under another name): nothing changes.
     let copy = tmp.path().join("copy.jsonl");
@@ -375,10 +445,266 @@ fn replaying_the_same_file_twice_changes_nothing_and_another_file_adds_to_it() {
             &data,
             "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM events"
         ),
-        "n,ids\n36,36\n"
+        "n,ids\n38,38\n"
     );
     assert_eq!(
         sql(&data, "SELECT account_id FROM health ORDER BY account_id"),
         "account_id\nacme\nbeta\ndelta\ngamma\n"
     );
+}
+
+/// 2024-01-01T00:00:00Z: generated histories span the two years from here.
+const HISTORY_START: i64 = 1_704_067_200_000;
+const HISTORY_DAYS: i64 = 730;
+
+/// One line of a generated file: its event's time and id, and the JSON.
+struct Line {
+    ts: i64,
+    id: String,
+    json: String,
+}
+
+/// A random amount in `lo..hi`, in cents.
+fn money(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
+    (rng.random_range(lo..hi) * 100.0).round() / 100.0
+}
+
+fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
+    from[rng.random_range(0..from.len())]
+}
+
+/// A contract-v1 history of `accounts` accounts over two years, deterministic for `seed`, in no
+/// particular time order: each account signs up in the first year (acquisition cost, channel),
+/// then the rest of `events` distinct events fall uniformly over the two years on uniformly
+/// chosen accounts, with every other kind in realistic shares and the amount, cost, score and
+/// category each kind carries; one event in 200 is followed by an exact copy of itself (a
+/// duplicate, not counted in `events`).
+fn history(seed: u64, events: usize, accounts: usize) -> Vec<Line> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out: Vec<Line> = Vec::with_capacity(events + events / 100);
+    let push = |rng: &mut StdRng, out: &mut Vec<Line>, e: Event| {
+        let line = Line {
+            ts: e.ts_ms,
+            id: e.event_id.clone(),
+            json: e.to_json(),
+        };
+        if rng.random_range(0..200) == 0 {
+            out.push(Line {
+                ts: line.ts,
+                id: line.id.clone(),
+                json: line.json.clone(),
+            });
+        }
+        out.push(line);
+    };
+    let account = |a: usize| format!("acct-{a:05}");
+    for a in 0..accounts.min(events) {
+        let ts = HISTORY_START + rng.random_range(0..HISTORY_DAYS / 2 * DAY);
+        let mut e = Event::new(format!("ev-{a:08}"), account(a), ts, EventKind::Signup);
+        e.cost = Some(money(&mut rng, 100.0, 5_000.0));
+        e.category = Some(pick(&mut rng, &["ads", "partner", "outbound", "organic"]).into());
+        push(&mut rng, &mut out, e);
+    }
+    for n in accounts.min(events)..events {
+        let a = rng.random_range(0..accounts);
+        let ts = HISTORY_START + rng.random_range(0..HISTORY_DAYS * DAY);
+        // Shares in 1/1000: activity 480, meeting 80, ticket opened/closed 80/75, purchase 100,
+        // survey 60, complaint 35, complaint resolved 25, renewal 25, referral 15, downgrade 10,
+        // cancellation 5, signup (a second one) 10.
+        let roll = rng.random_range(0..1000);
+        let kind = match roll {
+            0..480 => EventKind::Activity,
+            480..560 => EventKind::Meeting,
+            560..640 => EventKind::TicketOpened,
+            640..715 => EventKind::TicketClosed,
+            715..815 => EventKind::Purchase,
+            815..875 => EventKind::Survey,
+            875..910 => EventKind::Complaint,
+            910..935 => EventKind::ComplaintResolved,
+            935..960 => EventKind::Renewal,
+            960..975 => EventKind::Referral,
+            975..985 => EventKind::Downgrade,
+            985..990 => EventKind::Cancellation,
+            _ => EventKind::Signup,
+        };
+        let mut e = Event::new(format!("ev-{n:08}"), account(a), ts, kind);
+        match kind {
+            EventKind::Signup => {
+                e.cost = Some(money(&mut rng, 100.0, 5_000.0));
+                e.category = Some("partner".into());
+            }
+            EventKind::Activity => {
+                e.category = Some(pick(&mut rng, &["api", "dashboard", "reports", "export"]).into());
+                e.user_id = Some(format!("u{}", rng.random_range(0..20)));
+            }
+            EventKind::Purchase => {
+                e.amount = Some(money(&mut rng, 20.0, 5_000.0));
+                e.category = Some(pick(&mut rng, &["core", "addon", "services"]).into());
+            }
+            EventKind::Renewal => {
+                e.amount = Some(money(&mut rng, 2_000.0, 80_000.0));
+                e.category = Some(pick(&mut rng, &["team", "business", "enterprise"]).into());
+            }
+            EventKind::Downgrade | EventKind::Cancellation => {
+                e.amount = Some(money(&mut rng, 500.0, 40_000.0));
+                e.category = Some(pick(&mut rng, &["price", "product", "support", "budget"]).into());
+            }
+            EventKind::TicketOpened => e.category = Some(pick(&mut rng, &["billing", "technical"]).into()),
+            EventKind::TicketClosed => {
+                e.cost = Some(money(&mut rng, 5.0, 250.0));
+                e.category = Some(pick(&mut rng, &["billing", "technical"]).into());
+            }
+            EventKind::Complaint | EventKind::ComplaintResolved => {
+                e.cost = Some(money(&mut rng, 10.0, 400.0));
+                e.category = Some(pick(&mut rng, &["outage", "billing", "service"]).into());
+            }
+            EventKind::Survey => {
+                e.score = Some(f64::from(rng.random_range(0..=10u8)));
+                e.category = Some("nps".into());
+            }
+            EventKind::Meeting => e.category = Some(pick(&mut rng, &["call", "visit", "qbr"]).into()),
+            EventKind::Referral => e.amount = Some(money(&mut rng, 500.0, 20_000.0)),
+        }
+        if rng.random_range(0..10) == 0 {
+            e.attrs = Some(format!(r#"{{"source":"gen","n":{n}}}"#));
+        }
+        push(&mut rng, &mut out, e);
+    }
+    out
+}
+
+/// Writes `lines` as JSON Lines, then `invalid` lines that are not events.
+fn write_lines<'a>(path: &Path, lines: impl IntoIterator<Item = &'a Line>, invalid: usize) {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for l in lines {
+        writeln!(w, "{}", l.json).unwrap();
+    }
+    for i in 0..invalid {
+        writeln!(w, "not an event {i}").unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// The summary: the last stdout line of a replay.
+fn summary_line(out: &Output) -> String {
+    stdout(out).lines().last().expect("a summary line").to_string()
+}
+
+/// The `late=` count of a summary line.
+fn late_count(summary: &str) -> u64 {
+    let late = summary.split_whitespace().find_map(|w| w.strip_prefix("late="));
+    late.and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no late= in {summary}"))
+}
+
+/// 200,000 events (and 10 invalid lines) of 2,000 accounts over two years, as a file in time
+/// order and as a shuffled one: replayed, both give the same summary with no late event and the
+/// same health table, every column; so does the shuffled file sorted through spill files (a
+/// small `--sort-memory-mb`). Replayed as read (`--assume-sorted`), the shuffled file loses most
+/// events as late, which is what the sort prevents.
+#[test]
+fn shuffled_and_time_sorted_files_give_the_same_health_table() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lines = history(20_260_301, 200_000, 2_000);
+    assert!(lines.len() > 200_000, "{} lines", lines.len());
+    lines.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+    let sorted = tmp.path().join("sorted.jsonl");
+    write_lines(&sorted, &lines, 10);
+    let mut rng = StdRng::seed_from_u64(7);
+    lines.shuffle(&mut rng);
+    let shuffled = tmp.path().join("shuffled.jsonl");
+    write_lines(&shuffled, &lines, 10);
+    let generated = started.elapsed();
+
+    let replay = |file: &Path, data: &Path, extra: &[&str]| -> (String, String, String) {
+        let mut args = vec![
+            "replay",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let t = Instant::now();
+        let out = vigil(&args);
+        let summary = summary_line(&out);
+        eprintln!(
+            "{summary} ({}{extra:?}: {:.1} s)",
+            file.display(),
+            t.elapsed().as_secs_f64()
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        let health = sql(data, "SELECT * FROM health ORDER BY account_id");
+        (summary, health, err)
+    };
+    let (sorted_summary, sorted_health, _) = replay(&sorted, &tmp.path().join("data-sorted"), &[]);
+    let (shuffled_summary, shuffled_health, _) = replay(&shuffled, &tmp.path().join("data-shuffled"), &[]);
+    // A small sort memory: the shuffled file is sorted through spill files.
+    let (spilled_summary, spilled_health, spilled_err) =
+        replay(&shuffled, &tmp.path().join("data-spilled"), &["--sort-memory-mb", "16"]);
+
+    assert_eq!(late_count(&sorted_summary), 0, "{sorted_summary}");
+    assert_eq!(late_count(&shuffled_summary), 0, "{shuffled_summary}");
+    assert!(
+        sorted_summary.contains("invalid=10 [not_json=10] ") && sorted_summary.contains(" accounts=2000"),
+        "{sorted_summary}"
+    );
+    assert!(!sorted_summary.contains("duplicates=0 "), "{sorted_summary}");
+    assert_eq!(shuffled_summary, sorted_summary);
+    assert_eq!(spilled_summary, sorted_summary);
+    assert!(spilled_err.contains(" MiB spilled to disk in "), "{spilled_err}");
+    // As read, without the sort.
+    let (as_read_summary, _, as_read_err) = replay(&shuffled, &tmp.path().join("data-as-read"), &["--assume-sorted"]);
+    let late = late_count(&as_read_summary);
+    assert!(late > 150_000, "{as_read_summary}");
+    assert!(
+        as_read_err.contains(&format!("replay: warning: {late} of 201")),
+        "{as_read_err}"
+    );
+
+    // Every column of every account, byte for byte.
+    eprintln!("{}", sorted_health.lines().take(4).collect::<Vec<_>>().join("\n"));
+    assert_eq!(sorted_health.lines().count(), 2_001);
+    assert!(sorted_health.starts_with("account_id,"), "{}", &sorted_health[..200]);
+    assert!(
+        shuffled_health == sorted_health,
+        "the health tables differ; first differing line:\n{:?}",
+        sorted_health.lines().zip(shuffled_health.lines()).find(|(a, b)| a != b)
+    );
+    assert!(
+        spilled_health == sorted_health,
+        "the health tables differ; first differing line:\n{:?}",
+        sorted_health.lines().zip(spilled_health.lines()).find(|(a, b)| a != b)
+    );
+    eprintln!(
+        "generated and written in {:.1} s, whole test {:.1} s",
+        generated.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Writes the input of the replay memory benchmark (BENCHMARKS.md, "Replay: sorting the input"):
+/// `VIGIL_REPLAY_BENCH_EVENTS` (default 1,000,000) distinct events of the generated two-year
+/// history over `VIGIL_REPLAY_BENCH_ACCOUNTS` (default 10,000) accounts, shuffled, to the file
+/// `VIGIL_REPLAY_BENCH_FILE`. Not a test: `cargo test --release -p vigil --test replay --
+/// --ignored write_replay_benchmark_file`.
+#[test]
+#[ignore = "writes the replay benchmark's input file; run on demand"]
+fn write_replay_benchmark_file() {
+    let path = std::env::var_os("VIGIL_REPLAY_BENCH_FILE").expect("VIGIL_REPLAY_BENCH_FILE: where to write the file");
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.replace('_', "").parse().unwrap_or_else(|_| panic!("{name}: {v}")))
+            .unwrap_or(default)
+    };
+    let mut lines = history(
+        1_000_000,
+        env("VIGIL_REPLAY_BENCH_EVENTS", 1_000_000),
+        env("VIGIL_REPLAY_BENCH_ACCOUNTS", 10_000),
+    );
+    lines.shuffle(&mut StdRng::seed_from_u64(7));
+    write_lines(Path::new(&path), &lines, 0);
+    eprintln!("{} lines written to {}", lines.len(), Path::new(&path).display());
 }

@@ -45,6 +45,12 @@ pub enum QueryError {
     /// An accounts file is malformed.
     #[error("accounts: {0}")]
     Accounts(String),
+    /// A sort ran out of its memory limit (a single batch and the merge's reserve did not fit).
+    #[error("the sort's memory limit of {limit} bytes is too small: {detail}")]
+    SortMemory { limit: usize, detail: String },
+    /// The input of a sort failed.
+    #[error("reading the input")]
+    Input(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl QueryError {

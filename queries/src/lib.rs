@@ -11,6 +11,7 @@
 //! - [`context`]: [`Analyst`], the session tying it together.
 //! - [`load`]: events from JSON Lines. [`output`]: table, CSV, JSON, Parquet output.
 //! - [`server`]: the Postgres wire protocol server..
+//! - [`sort`]: event batches sorted by event time in bounded memory (spilling to disk).
 //!
 //! The `vigil sql`, `vigil query` and `vigil serve` commands live in the `vigil` binary.
 
@@ -27,6 +28,7 @@ pub mod rules;
 pub mod segments;
 pub mod server;
 pub mod snapshot;
+pub mod sort;
 pub mod udf;
 
 pub use context::{Analyst, AnalystBuilder, DataDir};

@@ -2,10 +2,21 @@
 //! file source, the same decode path as Kafka) or a Parquet file of events (e.g. a history
 //! segment), through the same pipeline as `vigil run`, in event time ([`Clock::Event`]): the
 //! engine clock follows the greatest applied event time and advances after every batch, so a
-//! replay of the same file raises the same alerts whatever the machine's speed. History
-//! (`events`, `alerts` segments, and `health.parquet` at the end) goes under the data directory;
-//! alerts are printed as JSON lines unless `--quiet`; progress goes to stderr (a bar on a
-//! terminal, a line every 2 s otherwise); a summary line to stdout.
+//! replay of the same file raises the same alerts whatever the machine's speed.
+//!
+//! The valid events are first sorted by `(ts, event_id)` ([`vigil_queries::sort`]: a DataFusion
+//! external sort, at most `--sort-memory-mb` in memory, sorted runs spilled to the system's
+//! temporary directory beyond that), so a file in arrival order is scored as if it were in time
+//! order and any order of the same events gives the same result; invalid lines are counted per
+//! reason while reading, as before the sort. `--assume-sorted` skips the sort and scores the
+//! events as they are read: an event older than the greatest event time before it minus the
+//! allowed lateness is then late (kept in history, not scored), and more than 1 % of late events
+//! draw a warning on stderr.
+//!
+//! History (`events`, `alerts` segments, and `health.parquet` at the end) goes under the data
+//! directory; alerts are printed as JSON lines unless `--quiet`; progress goes to stderr (a bar on
+//! a terminal, a line every 2 s otherwise: reading, sorting, then scoring); a summary line to
+//! stdout.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,13 +29,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array};
 use arrow::datatypes::UInt8Type;
+use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use vigil_connectors::file::{FileSource, FileSourceConfig};
 use vigil_connectors::kafka::SourceBatch;
 use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::scoring::{Alert, ApplyOutcome, ShardedCore};
 use vigil_engine::{EventKind, InvalidReason};
+use vigil_queries::QueryError;
+use vigil_queries::sort::{SortConfig, SortStats};
 
 use crate::cli::backfill::ReplayState;
 use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
@@ -39,6 +54,8 @@ const TICK: Duration = Duration::from_millis(1);
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// Batches buffered between the reader and the pipeline.
 const CHANNEL_BATCHES: usize = 4;
+/// The default of `--sort-memory-mb`.
+const DEFAULT_SORT_MEMORY_MB: u64 = (vigil_queries::sort::DEFAULT_MEMORY_LIMIT >> 20) as u64;
 
 /// What the input file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +90,22 @@ pub struct ReplayArgs {
     /// it except through batch-level alert evaluation.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: Option<u64>,
+    /// The file is already in event-time order: score the events as they are read, without
+    /// sorting them first. Events older than the greatest event time before them minus the
+    /// allowed lateness are then late (kept in history, not scored).
+    #[arg(long)]
+    pub assume_sorted: bool,
+    /// Memory for sorting the events by event time, in MiB. The sort holds up to this much of
+    /// the decoded events; beyond it, sorted runs spill to files in the system's temporary
+    /// directory (`TMPDIR`; about the size of the decoded events) and are merged at the end.
+    /// Too small for one batch of `--batch-rows` events is an error.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_SORT_MEMORY_MB,
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "assume_sorted"
+    )]
+    pub sort_memory_mb: u64,
 }
 
 /// The outcome of a replay, printed as its summary line.
@@ -125,12 +158,38 @@ impl std::fmt::Display for ReplayReport {
     }
 }
 
-/// Runs `vigil replay`: prints alerts (unless `--quiet`), progress to stderr and the summary
-/// line to stdout.
+/// Runs `vigil replay`: prints alerts (unless `--quiet`), progress and a warning when many
+/// events were late to stderr, and the summary line to stdout.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
+    let assume_sorted = args.assume_sorted;
     let report = replay(args).await?;
+    if let Some(warning) = late_warning(&report, assume_sorted) {
+        eprintln!("{warning}");
+    }
     println!("{report}");
     Ok(report)
+}
+
+/// A warning when more than 1 % of the valid events scored or refused by the core were late.
+fn late_warning(report: &ReplayReport, assume_sorted: bool) -> Option<String> {
+    let valid = report.applied + report.duplicates + report.late;
+    if report.late == 0 || report.late.saturating_mul(100) <= valid {
+        return None;
+    }
+    let cause = if assume_sorted {
+        "the file is probably not in event-time order: replay it without --assume-sorted, which \
+         sorts the events by time first"
+    } else {
+        "this is unexpected: the events were sorted by time and the replay started from an empty \
+         scoring state"
+    };
+    Some(format!(
+        "replay: warning: {} of {valid} valid events ({:.1} %) were late (older than the greatest \
+         event time before them minus the allowed lateness): they are in the history but were not \
+         scored; {cause}",
+        report.late,
+        report.late as f64 * 100.0 / valid as f64
+    ))
 }
 
 /// The settings a replay takes from `--config` (or the defaults).
@@ -196,6 +255,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     if let Some(n) = args.batch_rows {
         file_cfg.max_batch_rows = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    let sort = (!args.assume_sorted).then(|| {
+        SortConfig::new(
+            usize::try_from(args.sort_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            file_cfg.max_batch_rows,
+        )
+    });
     let input = if parquet {
         Input::parquet(file_cfg)?
     } else {
@@ -231,7 +296,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         .with_context(|| format!("opening the history under {}", s.data_dir.display()))?;
 
     let source = Arc::new(SourceMetrics::default());
-    let progress = Progress::start(input.total, input.unit, input.position.clone(), source.clone());
+    let progress = Progress::start(
+        input.total,
+        input.unit,
+        input.position.clone(),
+        source.clone(),
+        sort.is_some(),
+    );
     let pace = Arc::new(Pace::default());
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
     let feed = Feed {
@@ -241,9 +312,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     };
     let reader = {
         let source = source.clone();
+        let progress = progress.clone();
+        let runtime = Handle::current();
         std::thread::Builder::new()
             .name("vigil-replay-reader".into())
-            .spawn(move || input.read(feed, &source))
+            .spawn(move || match sort {
+                None => input.read(feed, source),
+                Some(config) => input.read_sorted(feed, source, &config, &runtime, &progress),
+            })
             .context("starting the reader")?
     };
 
@@ -372,6 +448,9 @@ impl PipelineSink for ReplaySink {
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
         self.outputs.on_batch(batch, outcome, core)?;
         self.applied_batches += 1;
+        self.progress
+            .scored
+            .fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
         self.progress
             .applied
             .fetch_add(outcome.applied as u64, Ordering::Relaxed);
@@ -532,22 +611,26 @@ impl Input {
         })
     }
 
-    /// Reads the whole file into `feed` (runs on its own thread), counting into `source`.
-    fn read(self, mut feed: Feed, source: &SourceMetrics) -> anyhow::Result<()> {
-        let cfg = &self.cfg;
-        match self.kind {
+    /// The file's valid events, batch by batch, in file order, counted into `source` as they are
+    /// read (valid rows, invalid ones per reason, and the position in the file).
+    fn batches(self, source: Arc<SourceMetrics>) -> anyhow::Result<Batches> {
+        let cfg = self.cfg;
+        let position = self.position;
+        let path = cfg.path.clone();
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(match self.kind {
             InputKind::Jsonl => {
-                let file = File::open(&cfg.path).with_context(|| format!("opening {}", cfg.path.display()))?;
                 let counted = Counted {
                     inner: file,
-                    bytes: self.position,
+                    bytes: position,
                 };
-                let mut src = FileSource::from_reader(
+                let src = FileSource::from_reader(
                     BufReader::with_capacity(1 << 20, counted),
                     cfg.limits(),
                     cfg.max_batch_rows,
                 );
-                while let Some(b) = src.next_batch()? {
+                Box::new(src.map(move |b| {
+                    let b = b?;
                     let rows = b.batch.num_rows() as u64;
                     source
                         .messages
@@ -556,18 +639,14 @@ impl Input {
                     for r in &b.rejected {
                         source.invalid[r.reason.index()].fetch_add(1, Ordering::Relaxed);
                     }
-                    if !feed.send(b.batch) {
-                        return Ok(());
-                    }
-                }
+                    Ok(b.batch)
+                }))
             }
             InputKind::Parquet => {
-                let path = &cfg.path;
-                let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
                 let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
                     .with_batch_size(cfg.max_batch_rows)
                     .build()?;
-                for batch in reader {
+                Box::new(reader.map(move |batch| {
                     let batch = batch.with_context(|| format!("reading {}", path.display()))?;
                     let rows = batch.num_rows() as u64;
                     let (events, rejected) =
@@ -577,16 +656,86 @@ impl Input {
                     for (i, n) in rejected.iter().enumerate() {
                         source.invalid[i].fetch_add(*n, Ordering::Relaxed);
                     }
-                    self.position.fetch_add(rows, Ordering::Relaxed);
-                    if !feed.send(events) {
-                        return Ok(());
-                    }
-                }
+                    position.fetch_add(rows, Ordering::Relaxed);
+                    Ok(events)
+                }))
+            }
+        })
+    }
+
+    /// Reads the whole file into `feed` as it is (runs on its own thread), counting into
+    /// `source`.
+    fn read(self, mut feed: Feed, source: Arc<SourceMetrics>) -> anyhow::Result<()> {
+        for batch in self.batches(source)? {
+            if !feed.send(batch?) {
+                return Ok(());
             }
         }
         Ok(())
     }
+
+    /// Reads the whole file into the sort, counting into `source`, then sends the events to
+    /// `feed` in time order (runs on its own thread; `runtime` runs the sort's reading thread and
+    /// its spill files' I/O).
+    fn read_sorted(
+        self,
+        mut feed: Feed,
+        source: Arc<SourceMetrics>,
+        config: &SortConfig,
+        runtime: &Handle,
+        progress: &Arc<Progress>,
+    ) -> anyhow::Result<()> {
+        let mut batches = self.batches(source)?;
+        let pace = feed.pace.clone();
+        let read = progress.clone();
+        let input = std::iter::from_fn(move || {
+            // Ctrl-C while reading: end the sort at once rather than sort what was read.
+            if pace.is_stopped() {
+                return Some(Err(QueryError::Input("interrupted".into())));
+            }
+            match batches.next() {
+                Some(batch) => Some(batch.map_err(|e| QueryError::Input(e.into()))),
+                None => {
+                    read.enter(Phase::Sorting, None);
+                    None
+                }
+            }
+        });
+        let mut sorted = {
+            let _runtime = runtime.enter();
+            vigil_queries::sort::sort_by_time(input, config).context("starting the sort by event time")?
+        };
+        let mut scoring = false;
+        while let Some(batch) = runtime.block_on(sorted.next()) {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(_) if feed.pace.is_stopped() => return Ok(()),
+                Err(QueryError::Input(e)) => return Err(anyhow::Error::from_boxed(e)),
+                Err(e @ QueryError::SortMemory { .. }) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "sorting the events by time in --sort-memory-mb {} (raise it, or lower --batch-rows)",
+                        config.memory_limit >> 20
+                    )));
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("sorting the events by time")),
+            };
+            if !scoring {
+                progress.enter(Phase::Scoring, Some(sorted.stats()));
+                scoring = true;
+            }
+            if !feed.send(batch) {
+                return Ok(());
+            }
+        }
+        if !scoring {
+            progress.enter(Phase::Scoring, Some(sorted.stats()));
+        }
+        Ok(())
+    }
 }
+
+/// The valid events of the file, batch by batch.
+type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>> + Send>;
 
 /// A Parquet batch as an event batch: the event schema's columns by name, cast to its types
 /// (missing nullable columns are null). Rows lacking a required value (`missing_field`) or
@@ -648,40 +797,71 @@ fn conform(batch: &RecordBatch) -> anyhow::Result<(RecordBatch, [u64; InvalidRea
     Ok((events, rejected))
 }
 
+/// What a replay is doing, for its progress lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading the file (with `--assume-sorted`, scoring the events as they are read).
+    Reading,
+    /// The file is read; the sort merges its sorted runs.
+    Sorting,
+    /// The sorted events go through the pipeline.
+    Scoring,
+}
+
 /// Progress on stderr: a bar when stderr is a terminal, else a line every [`PLAIN_EVERY`]; in
-/// both cases a last line at the end.
+/// both cases a last line at the end. A sorting replay reports its phases apart: the bytes or
+/// rows read, a line when the sort starts, one when scoring starts (with what the sort spilled),
+/// then the events scored.
 struct Progress {
     total: u64,
     unit: &'static str,
     position: Arc<AtomicU64>,
     source: Arc<SourceMetrics>,
     applied: AtomicU64,
+    /// Events that went through the pipeline (applied, duplicates and late).
+    scored: AtomicU64,
+    /// The events are sorted before they are scored.
+    sorting: bool,
+    /// The current phase and when it started.
+    phase: Mutex<(Phase, Instant)>,
     started: Instant,
     bar: Option<indicatif::ProgressBar>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
 impl Progress {
-    fn start(total: u64, unit: &'static str, position: Arc<AtomicU64>, source: Arc<SourceMetrics>) -> Arc<Progress> {
+    fn start(
+        total: u64,
+        unit: &'static str,
+        position: Arc<AtomicU64>,
+        source: Arc<SourceMetrics>,
+        sorting: bool,
+    ) -> Arc<Progress> {
         let bar = std::io::stderr().is_terminal().then(|| {
             let template = if unit == "bytes" {
                 "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {msg} ETA {eta}"
             } else {
                 "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows {msg} ETA {eta}"
             };
-            let style = indicatif::ProgressStyle::with_template(template)
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            indicatif::ProgressBar::new(total).with_style(style)
+            indicatif::ProgressBar::new(total).with_style(bar_style(template))
         });
         let (stop, mut stopped) = watch::channel(false);
+        let started = Instant::now();
         let p = Arc::new(Progress {
             total,
             unit,
             position,
             source,
             applied: AtomicU64::new(0),
-            started: Instant::now(),
+            scored: AtomicU64::new(0),
+            sorting,
+            phase: Mutex::new((Phase::Reading, started)),
+            started,
             bar,
             stop,
             task: Mutex::new(None),
@@ -714,15 +894,40 @@ impl Progress {
         (events, events as f64 / secs)
     }
 
+    fn phase(&self) -> (Phase, Instant) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn report(&self) {
         let pos = self.position.load(Ordering::Relaxed);
         let (events, rate) = self.events_and_rate();
-        match &self.bar {
-            Some(bar) => {
+        let (phase, since) = self.phase();
+        match (phase, &self.bar) {
+            (Phase::Reading, Some(bar)) => {
                 bar.set_position(pos);
                 bar.set_message(format!("{events} events, {rate:.0} ev/s"));
             }
-            None => self.plain_line(pos, events, rate),
+            (Phase::Reading, None) if self.sorting => eprintln!(
+                "replay: reading {pos}/{} {}, {events} events, {rate:.0} ev/s",
+                self.total, self.unit
+            ),
+            (Phase::Reading, None) => self.plain_line(pos, events, rate),
+            (Phase::Sorting, Some(bar)) => bar.tick(),
+            (Phase::Sorting, None) => eprintln!(
+                "replay: sorting {events} events by event time, {:.0} s",
+                since.elapsed().as_secs_f64()
+            ),
+            (Phase::Scoring, bar) => {
+                let scored = self.scored.load(Ordering::Relaxed);
+                let rate = scored as f64 / since.elapsed().as_secs_f64().max(1e-3);
+                match bar {
+                    Some(bar) => {
+                        bar.set_position(scored);
+                        bar.set_message(format!("{rate:.0} ev/s"));
+                    }
+                    None => eprintln!("replay: scoring {scored}/{events} events, {rate:.0} ev/s"),
+                }
+            }
         }
     }
 
@@ -731,6 +936,56 @@ impl Progress {
             "replay: {pos}/{} {}, {events} events, {rate:.0} ev/s",
             self.total, self.unit
         );
+    }
+
+    /// Moves a sorting replay to `phase` and says so on a line of its own: what was read when the
+    /// sort starts, what the sort took (`stats`) when scoring starts.
+    fn enter(&self, phase: Phase, stats: Option<SortStats>) {
+        let now = Instant::now();
+        let (_, since) = std::mem::replace(&mut *self.phase.lock().unwrap_or_else(|e| e.into_inner()), (phase, now));
+        let secs = now.duration_since(since).as_secs_f64();
+        let events = self.source.valid.load(Ordering::Relaxed);
+        let line = match phase {
+            Phase::Reading => return,
+            Phase::Sorting => {
+                let invalid: u64 = self.source.invalid.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+                format!(
+                    "replay: read {events} valid events ({invalid} invalid) in {secs:.1} s; sorting them by event time"
+                )
+            }
+            Phase::Scoring => {
+                let how = match stats {
+                    Some(s) if s.spill_files > 0 => format!(
+                        "{:.1} MiB spilled to disk in {} files",
+                        s.spilled_bytes as f64 / (1 << 20) as f64,
+                        s.spill_files
+                    ),
+                    _ => "in memory".to_string(),
+                };
+                format!("replay: sorted {events} events by event time in {secs:.1} s ({how}); scoring them")
+            }
+        };
+        let Some(bar) = &self.bar else {
+            eprintln!("{line}");
+            return;
+        };
+        bar.println(&line);
+        // Values first, then the style: the bar is redrawn with the new style at once.
+        match phase {
+            Phase::Sorting => {
+                bar.set_message(format!("sorting {events} events by event time"));
+                bar.set_style(bar_style("{spinner} [{elapsed_precise}] {msg}"));
+            }
+            _ => {
+                bar.set_message("");
+                bar.set_length(events);
+                bar.set_position(0);
+                bar.reset_eta();
+                bar.set_style(bar_style(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events scored, {msg} ETA {eta}",
+                ));
+            }
+        }
     }
 
     /// Prints `text` on stdout without tearing the bar.
@@ -762,5 +1017,35 @@ impl Progress {
         let applied = self.applied.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64();
         eprintln!("replay: done in {secs:.1} s, {applied} events applied");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(applied: u64, duplicates: u64, late: u64) -> ReplayReport {
+        ReplayReport {
+            applied,
+            duplicates,
+            late,
+            ..ReplayReport::default()
+        }
+    }
+
+    #[test]
+    fn late_events_warn_above_one_percent_of_the_valid_ones() {
+        // 1 late of 100 valid: exactly 1 %, no warning; 2 of 100: a warning.
+        assert_eq!(late_warning(&report(98, 1, 1), true), None);
+        assert_eq!(late_warning(&report(1_000, 0, 0), true), None);
+        let w = late_warning(&report(97, 1, 2), true).expect("a warning");
+        assert!(
+            w.starts_with("replay: warning: 2 of 100 valid events (2.0 %) were late"),
+            "{w}"
+        );
+        assert!(w.contains("without --assume-sorted"), "{w}");
+        let w = late_warning(&report(0, 0, 3), false).expect("a warning");
+        assert!(w.contains("3 of 3 valid events (100.0 %)"), "{w}");
+        assert!(!w.contains("--assume-sorted"), "{w}");
     }
 }
