@@ -20,6 +20,8 @@ pub enum ConnectorError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: {detail}")]
+    BadFile { path: String, detail: String },
     #[error("downstream closed the batch channel")]
     DownstreamClosed,
     #[error("source thread panicked")]

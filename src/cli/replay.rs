@@ -27,17 +27,15 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, new_null_array};
-use arrow::datatypes::UInt8Type;
+use arrow::array::RecordBatch;
 use futures::StreamExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
-use vigil_connectors::file::{FileSource, FileSourceConfig};
+use vigil_connectors::file::{FileSource, FileSourceConfig, ParquetEventSource};
 use vigil_connectors::kafka::SourceBatch;
 use vigil_connectors::metrics::SourceMetrics;
+use vigil_engine::InvalidReason;
 use vigil_engine::scoring::{Alert, ApplyOutcome, ShardedCore};
-use vigil_engine::{EventKind, InvalidReason};
 use vigil_queries::QueryError;
 use vigil_queries::sort::{SortConfig, SortStats};
 
@@ -597,11 +595,7 @@ impl Input {
     }
 
     fn parquet(cfg: FileSourceConfig) -> anyhow::Result<Input> {
-        let path = &cfg.path;
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
-        let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let total = ParquetEventSource::open(&cfg.path, cfg.max_batch_rows)?.total_rows();
         Ok(Input {
             kind: InputKind::Parquet,
             cfg,
@@ -643,21 +637,17 @@ impl Input {
                 }))
             }
             InputKind::Parquet => {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-                    .with_batch_size(cfg.max_batch_rows)
-                    .build()?;
-                Box::new(reader.map(move |batch| {
-                    let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-                    let rows = batch.num_rows() as u64;
-                    let (events, rejected) =
-                        conform(&batch).with_context(|| format!("{}: not a Parquet file of events", path.display()))?;
-                    source.messages.fetch_add(rows, Ordering::Relaxed);
-                    source.valid.fetch_add(events.num_rows() as u64, Ordering::Relaxed);
-                    for (i, n) in rejected.iter().enumerate() {
+                drop(file);
+                let reader = ParquetEventSource::open(&path, cfg.max_batch_rows)?;
+                Box::new(reader.map(move |b| {
+                    let b = b?;
+                    source.messages.fetch_add(b.rows, Ordering::Relaxed);
+                    source.valid.fetch_add(b.events.num_rows() as u64, Ordering::Relaxed);
+                    for (i, n) in b.rejected.iter().enumerate() {
                         source.invalid[i].fetch_add(*n, Ordering::Relaxed);
                     }
-                    position.fetch_add(rows, Ordering::Relaxed);
-                    Ok(events)
+                    position.fetch_add(b.rows, Ordering::Relaxed);
+                    Ok(b.events)
                 }))
             }
         })
@@ -736,66 +726,6 @@ impl Input {
 
 /// The valid events of the file, batch by batch.
 type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>> + Send>;
-
-/// A Parquet batch as an event batch: the event schema's columns by name, cast to its types
-/// (missing nullable columns are null). Rows lacking a required value (`missing_field`) or
-/// naming an unknown kind (`unknown_kind`) are left out and counted per reason index.
-fn conform(batch: &RecordBatch) -> anyhow::Result<(RecordBatch, [u64; InvalidReason::CODES.len()])> {
-    let schema = vigil_engine::schema::event_schema();
-    let n = batch.num_rows();
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let col = match batch.column_by_name(field.name()) {
-            Some(c) if c.data_type() == field.data_type() => c.clone(),
-            Some(c) => arrow::compute::cast(c, field.data_type())
-                .with_context(|| format!("column `{}` as {}", field.name(), field.data_type()))?,
-            None if field.is_nullable() => new_null_array(field.data_type(), n),
-            None => anyhow::bail!("required column `{}` is missing", field.name()),
-        };
-        columns.push(col);
-    }
-    let mut rejected = [0u64; InvalidReason::CODES.len()];
-    let missing = InvalidReason::MissingField(vigil_engine::Field::EventId).index();
-    let unknown = InvalidReason::UnknownKind { kind: String::new() }.index();
-    let kind = columns[vigil_engine::schema::KIND].as_dictionary::<UInt8Type>();
-    let names = kind.values().as_string::<i32>();
-    let known: Vec<bool> = (0..names.len())
-        .map(|i| names.is_valid(i) && EventKind::parse(names.value(i)).is_some())
-        .collect();
-    let required: Vec<&ArrayRef> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !f.is_nullable())
-        .map(|(i, _)| &columns[i])
-        .collect();
-    let keep: BooleanArray = (0..n)
-        .map(|row| {
-            if required.iter().any(|c| c.is_null(row)) {
-                rejected[missing] += 1;
-                return Some(false);
-            }
-            if !known.get(kind.keys().value(row) as usize).copied().unwrap_or(false) {
-                rejected[unknown] += 1;
-                return Some(false);
-            }
-            Some(true)
-        })
-        .collect();
-    let events = RecordBatch::try_new(schema.clone(), {
-        // Required columns may hold nulls until the rows above are filtered out.
-        let lenient = arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        );
-        let all = RecordBatch::try_new(Arc::new(lenient), columns)?;
-        arrow::compute::filter_record_batch(&all, &keep)?.columns().to_vec()
-    })?;
-    Ok((events, rejected))
-}
 
 /// What a replay is doing, for its progress lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
