@@ -43,18 +43,10 @@ pub fn account_rows(accounts: &[AccountInfo]) -> Vec<Account> {
 impl LiveTables {
     /// Opens (or creates) the history under `data_dir` and builds the session.
     pub fn open(data_dir: &Path, accounts: &[AccountInfo], core: SharedCore) -> anyhow::Result<LiveTables> {
-        let events = SegmentStore::open(
-            "events",
-            data_dir.join("events"),
-            vigil_engine::schema::event_schema(),
-            "ts",
-        )?;
-        let late_events = SegmentStore::open(
-            "late_events",
-            data_dir.join("late_events"),
-            vigil_engine::schema::event_schema(),
-            "ts",
-        )?;
+        let event_store =
+            |name: &str| SegmentStore::open(name, data_dir.join(name), vigil_engine::schema::event_schema(), "ts");
+        let events = event_store("events")?;
+        let late_events = event_store("late_events")?;
         let alerts = SegmentStore::open(
             "alerts",
             data_dir.join("alerts"),

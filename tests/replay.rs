@@ -143,6 +143,20 @@ fn vigil(args: &[&str]) -> Output {
     out
 }
 
+/// `vigil replay FILE --config CFG --data-dir DATA EXTRA...`.
+fn replay_with(file: &Path, cfg: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "replay",
+        file.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    vigil(&args)
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
@@ -262,32 +276,14 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
 
     // Small batches (lockstep with the clock): the same result.
     let data_small = tmp.path().join("data-small");
-    let out = vigil(&[
-        "replay",
-        file.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data_small.to_str().unwrap(),
-        "--batch-rows",
-        "4",
-        "--quiet",
-    ]);
+    let out = replay_with(&file, &cfg, &data_small, &["--batch-rows", "4", "--quiet"]);
     assert_eq!(stdout(&out), format!("{SUMMARY}\n"), "--quiet prints only the summary");
     assert_eq!(sql(&data_small, "SELECT count(*) AS n FROM events"), "n\n36\n");
 
     // --assume-sorted: the events are scored as they are read, so the two old ones at the end are
     // late (acme's cadence is then one day), and a warning says how many and why.
     let data_as_read = tmp.path().join("data-as-read");
-    let out = vigil(&[
-        "replay",
-        file.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        data_as_read.to_str().unwrap(),
-        "--assume-sorted",
-    ]);
+    let out = replay_with(&file, &cfg, &data_as_read, &["--assume-sorted"]);
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(summary, SUMMARY_AS_READ);
     let quiet = alerts.iter().find(|a| a["kind"] == "quiet").unwrap();
@@ -310,14 +306,7 @@ fn jsonl_then_parquet_replay_counts_alerts_progress_and_history() {
     let segments = parquet_files(&data.join("events"));
     assert_eq!(segments.len(), 1, "{segments:?}");
     let fresh = tmp.path().join("fresh");
-    let out = vigil(&[
-        "replay",
-        segments[0].to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        fresh.to_str().unwrap(),
-    ]);
+    let out = replay_with(&segments[0], &cfg, &fresh, &[]);
     let (summary, alerts) = summary_and_alerts(&out);
     assert_eq!(
         summary,
@@ -379,17 +368,7 @@ fn replaying_the_same_file_twice_changes_nothing_and_another_file_adds_to_it() {
     events_file(&file);
     let data = tmp.path().join("data");
     let cfg = config(tmp.path(), &data);
-    let replay = |f: &Path| {
-        vigil(&[
-            "replay",
-            f.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--quiet",
-        ])
-    };
+    let replay = |f: &Path| replay_with(f, &cfg, &data, &["--quiet"]);
     let queries = [
         "SELECT * FROM health ORDER BY account_id",
         "SELECT event_id, account_id, ts FROM events ORDER BY event_id",
