@@ -33,19 +33,51 @@ pub fn segment_name(shard: &ShardId, seq: u64) -> String {
     format!("{}-{}-{seq:012}", shard.0, shard.1)
 }
 
-/// True when the segment stem `stem` is `shard`'s history written with a checkpoint numbered
-/// after `seq`. Topic names cannot hold `/` but may hold `-`: the name is read from the right.
-fn written_after(stem: &str, shard: &ShardId, seq: u64) -> bool {
+/// A partition's history segment name read back: (topic, partition, checkpoint number), for
+/// `<topic>-<partition>-<number>` and for a compacted `<topic>-<partition>-<number>-m` (the
+/// segments up to that number merged). Topic names cannot hold `/` but may hold `-`: the name
+/// is read from the right.
+fn parse_segment_name(stem: &str) -> Option<(&str, i32, u64)> {
+    let stem = stem.strip_suffix("-m").unwrap_or(stem);
     let mut parts = stem.rsplitn(3, '-');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(n), Some(p), Some(topic)) => {
-            topic == &*shard.0
-                && p.parse::<i32>().ok() == Some(shard.1)
-                && n.len() == 12
-                && n.parse::<u64>().is_ok_and(|n| n > seq)
-        }
-        _ => false,
+    let (n, p, topic) = (parts.next()?, parts.next()?, parts.next()?);
+    if n.len() != 12 {
+        return None;
     }
+    Some((topic, p.parse().ok()?, n.parse().ok()?))
+}
+
+/// True when the segment stem `stem` is `shard`'s history written with a checkpoint numbered
+/// after `seq`.
+fn written_after(stem: &str, shard: &ShardId, seq: u64) -> bool {
+    parse_segment_name(stem).is_some_and(|(t, p, n)| t == &*shard.0 && p == shard.1 && n > seq)
+}
+
+/// Small segments of one partition that trigger a compaction.
+const COMPACT_AT: usize = 8;
+
+/// Merges `shard`'s small segments (under `flush_rows` rows) numbered before `seq` into one,
+/// once there are [`COMPACT_AT`] of them: a checkpoint every few seconds writes a small segment
+/// each time, and a table of many small files is slow to scan. Segments numbered before `seq`
+/// are covered by a durable checkpoint, so a merged one is never dropped as uncovered.
+fn compact_small(store: &SegmentStore, shard: &ShardId, seq: u64, flush_rows: usize) -> anyhow::Result<()> {
+    let mut small: Vec<(u64, String)> = store
+        .segments()
+        .iter()
+        .filter(|m| m.rows < flush_rows)
+        .filter_map(|m| {
+            let (t, p, n) = parse_segment_name(m.stem())?;
+            (t == &*shard.0 && p == shard.1 && n < seq).then(|| (n, m.stem().to_string()))
+        })
+        .collect();
+    if small.len() < COMPACT_AT {
+        return Ok(());
+    }
+    small.sort();
+    let last = small.last().map_or(0, |(n, _)| *n);
+    let stems: Vec<String> = small.into_iter().map(|(_, s)| s).collect();
+    store.compact(&stems, &format!("{}-m", segment_name(shard, last)))?;
+    Ok(())
 }
 
 /// The rows of `batch` the history keeps: (applied, late). Duplicates of an applied event id
@@ -282,18 +314,19 @@ impl PipelineSink for RunOutputs {
 
     fn history_cut(&mut self, shard: &ShardId, seq: u64) -> Option<HistoryWrite> {
         let key = history_key(shard);
-        let cuts: Vec<_> = self
-            .stores()
-            .map(|s| (s.clone(), s.cut(&key)))
-            .filter(|(_, c)| c.rows() > 0)
-            .collect();
-        if cuts.is_empty() {
+        let cuts: Vec<_> = self.stores().map(|s| (s.clone(), s.cut(&key))).collect();
+        if cuts.iter().all(|(_, c)| c.rows() == 0) {
             return None;
         }
         let name = segment_name(shard, seq);
+        let (shard, flush_rows) = (shard.clone(), self.flush_rows);
         Some(Box::new(move || {
             for (store, cut) in cuts {
                 store.commit(cut, &name)?;
+                // Optional: a failed compaction leaves the small segments as they are.
+                if let Err(e) = compact_small(&store, &shard, seq, flush_rows) {
+                    tracing::warn!(error = %format!("{e:#}"), topic = %shard.0, partition = shard.1, "compacting history segments failed");
+                }
             }
             Ok(())
         }))
@@ -349,5 +382,28 @@ pub async fn write_outbox(dispatcher: Arc<HookDispatcher>, mut rx: mpsc::Unbound
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_read_back_with_dashes_in_the_topic_and_compacted_ones() {
+        let shard: ShardId = (Arc::from("events-v1"), 3);
+        let name = segment_name(&shard, 42);
+        assert_eq!(name, "events-v1-3-000000000042");
+        assert_eq!(parse_segment_name(&name), Some(("events-v1", 3, 42)));
+        assert_eq!(parse_segment_name(&format!("{name}-m")), Some(("events-v1", 3, 42)));
+        assert!(written_after(&name, &shard, 41));
+        assert!(!written_after(&name, &shard, 42));
+        assert!(!written_after(&name, &(Arc::from("events"), 3), 0), "another topic");
+        assert!(
+            !written_after(&name, &(Arc::from("events-v1"), 4), 0),
+            "another partition"
+        );
+        assert_eq!(parse_segment_name("seg-000001"), None);
+        assert_eq!(parse_segment_name("t-0-42"), None);
     }
 }

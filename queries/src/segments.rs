@@ -44,6 +44,9 @@ use crate::error::{QueryError, Result};
 
 const META_MIN: &str = "vigil.ts_min_ms";
 const META_MAX: &str = "vigil.ts_max_ms";
+/// In a segment written by [`SegmentStore::compact`]: the stems of the segments it holds the
+/// rows of (comma-separated), which are deleted wherever they are still found.
+const META_SUPERSEDES: &str = "vigil.supersedes";
 
 /// One Parquet segment: its file and the range of its timestamp column (epoch ms, inclusive).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,15 @@ pub struct SegmentMeta {
     pub min_ts_ms: i64,
     pub max_ts_ms: i64,
     pub rows: usize,
+    /// Stems of the segments this one replaced ([`SegmentStore::compact`]).
+    pub supersedes: Vec<String>,
+}
+
+impl SegmentMeta {
+    /// The file name without `.parquet`.
+    pub fn stem(&self) -> &str {
+        self.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()
+    }
 }
 
 /// How many segments queries read and skipped, since the store was opened.
@@ -88,6 +100,8 @@ struct State {
     tail: BTreeMap<String, Vec<RecordBatch>>,
     tail_rows: usize,
     next_seq: u64,
+    /// Files of segments a compaction replaced, deleted at the next one.
+    graveyard: Vec<PathBuf>,
 }
 
 /// A key's tail as it was at one moment (see [`SegmentStore::cut`]).
@@ -160,6 +174,18 @@ impl SegmentStore {
             }
             segments.push(read_segment_meta(&path, ts_idx)?);
         }
+        // A compaction that stopped before deleting its inputs: they are in the merged segment.
+        let superseded: std::collections::HashSet<String> =
+            segments.iter().flat_map(|s| s.supersedes.iter().cloned()).collect();
+        let mut kept = Vec::with_capacity(segments.len());
+        for seg in segments {
+            if superseded.contains(seg.stem()) {
+                remove_if_present(&seg.path)?;
+            } else {
+                kept.push(seg);
+            }
+        }
+        let segments = kept;
         Ok(SegmentStore {
             name: name.to_string(),
             dir,
@@ -170,6 +196,7 @@ impl SegmentStore {
                 tail: BTreeMap::new(),
                 tail_rows: 0,
                 next_seq,
+                graveyard: Vec::new(),
             })),
             counters: Arc::new(ScanCounters::default()),
         })
@@ -232,7 +259,7 @@ impl SegmentStore {
             return Ok(None);
         }
         let path = self.dir.join(format!("{name}.parquet"));
-        let meta = write_segment(&path, &self.schema, self.ts_column, &cut.batches, true)?;
+        let meta = write_segment(&path, &self.schema, self.ts_column, &cut.batches, true, &[])?;
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         st.segments.retain(|s| s.path != path);
         st.segments.push(meta.clone());
@@ -252,6 +279,51 @@ impl SegmentStore {
         Ok(Some(meta))
     }
 
+    /// Merges the segments named by `stems` (at least two, all of this store) into one new
+    /// segment `<into>.parquet`, written durably with their stems in its metadata; the table
+    /// then shows it instead of them, and their files are deleted at the next compaction (a
+    /// query that already chose them reads them still, never both them and the merged one). A
+    /// crash before the deletes is repaired when the store is opened: a file that a segment
+    /// supersedes is deleted then. `None` when fewer than two of `stems` are segments.
+    pub fn compact(&self, stems: &[String], into: &str) -> Result<Option<SegmentMeta>> {
+        let chosen: Vec<SegmentMeta> = {
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            stems
+                .iter()
+                .filter_map(|stem| st.segments.iter().find(|s| s.stem() == stem).cloned())
+                .collect()
+        };
+        if chosen.len() < 2 {
+            return Ok(None);
+        }
+        let mut batches = Vec::new();
+        for seg in &chosen {
+            let file = File::open(&seg.path).map_err(|e| QueryError::io(&seg.path, e))?;
+            let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                .with_batch_size(64 * 1024)
+                .build()?;
+            for b in reader {
+                batches.push(b?.with_schema(self.schema.clone())?);
+            }
+        }
+        let supersedes: Vec<String> = chosen.iter().map(|s| s.stem().to_string()).collect();
+        let path = self.dir.join(format!("{into}.parquet"));
+        let meta = write_segment(&path, &self.schema, self.ts_column, &batches, true, &supersedes)?;
+        let doomed = {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            st.segments
+                .retain(|s| s.path != path && !chosen.iter().any(|c| c.path == s.path));
+            st.segments.push(meta.clone());
+            let doomed = std::mem::take(&mut st.graveyard);
+            st.graveyard = chosen.iter().map(|s| s.path.clone()).collect();
+            doomed
+        };
+        for path in doomed {
+            remove_if_present(&path)?;
+        }
+        Ok(Some(meta))
+    }
+
     /// Empties the tail of `key` and deletes every segment whose file stem `orphan` selects
     /// (history a restored checkpoint does not cover); returns how many were deleted.
     pub fn discard(&self, key: &str, orphan: impl Fn(&str) -> bool) -> Result<usize> {
@@ -260,6 +332,15 @@ impl SegmentStore {
             st.tail_rows -= t.iter().map(RecordBatch::num_rows).sum::<usize>();
         }
         let mut deleted = 0;
+        // Inputs of a compaction whose merged segment this drops go too.
+        let mut graveyard = std::mem::take(&mut st.graveyard);
+        for path in &graveyard {
+            if orphan(path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()) {
+                remove_if_present(path)?;
+            }
+        }
+        graveyard.retain(|p| p.exists());
+        st.graveyard = graveyard;
         let mut i = 0;
         while i < st.segments.len() {
             let path = st.segments[i].path.clone();
@@ -301,7 +382,7 @@ impl SegmentStore {
             return Ok(None);
         };
         let path = self.dir.join(format!("seg-{:06}.parquet", st.next_seq));
-        let meta = match write_segment(&path, &self.schema, self.ts_column, &tail, false) {
+        let meta = match write_segment(&path, &self.schema, self.ts_column, &tail, false, &[]) {
             Ok(m) => m,
             Err(e) => {
                 st.tail.insert(String::new(), tail);
@@ -329,6 +410,7 @@ fn write_segment(
     ts_column: usize,
     batches: &[RecordBatch],
     durable: bool,
+    supersedes: &[String],
 ) -> Result<SegmentMeta> {
     let (mut min, mut max, mut rows) = (i64::MAX, i64::MIN, 0);
     for b in batches {
@@ -343,10 +425,15 @@ fn write_segment(
     let file = File::create(&tmp).map_err(|e| QueryError::io(&tmp, e))?;
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(128 * 1024))
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(META_MIN.to_string(), min.to_string()),
-            KeyValue::new(META_MAX.to_string(), max.to_string()),
-        ]))
+        .set_key_value_metadata(Some(
+            [
+                KeyValue::new(META_MIN.to_string(), min.to_string()),
+                KeyValue::new(META_MAX.to_string(), max.to_string()),
+            ]
+            .into_iter()
+            .chain((!supersedes.is_empty()).then(|| KeyValue::new(META_SUPERSEDES.to_string(), supersedes.join(","))))
+            .collect(),
+        ))
         .build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     for b in batches {
@@ -369,7 +456,17 @@ fn write_segment(
         min_ts_ms: min,
         max_ts_ms: max,
         rows,
+        supersedes: supersedes.to_vec(),
     })
+}
+
+/// Deletes `path`; a file already gone is not an error.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(QueryError::io(path, e)),
+    }
 }
 
 fn read_segment_meta(path: &Path, ts_idx: usize) -> Result<SegmentMeta> {
@@ -385,11 +482,19 @@ fn read_segment_meta(path: &Path, ts_idx: usize) -> Result<SegmentMeta> {
             .and_then(|v| v.parse::<i64>().ok())
     };
     if let (Some(min_ts_ms), Some(max_ts_ms)) = (kv(META_MIN), kv(META_MAX)) {
+        let supersedes = md
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == META_SUPERSEDES))
+            .and_then(|kv| kv.value.as_deref())
+            .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
         return Ok(SegmentMeta {
             path: path.to_path_buf(),
             min_ts_ms,
             max_ts_ms,
             rows,
+            supersedes,
         });
     }
     // A segment written by another tool: take the range from the row groups' statistics, and
@@ -415,6 +520,7 @@ fn read_segment_meta(path: &Path, ts_idx: usize) -> Result<SegmentMeta> {
         min_ts_ms: min,
         max_ts_ms: max,
         rows,
+        supersedes: Vec::new(),
     })
 }
 

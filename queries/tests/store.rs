@@ -190,3 +190,58 @@ async fn keyed_tails_commit_as_named_segments_idempotently() {
         "no temp files left"
     );
 }
+
+/// Small segments merged into one: the table shows the same rows throughout, the inputs' files
+/// go at the next compaction, and a store opened after a crash that left them deletes them (the
+/// merged segment names what it supersedes).
+#[tokio::test]
+async fn compaction_merges_segments_and_a_reopened_store_drops_what_it_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = Analyst::builder(store.clone()).build().unwrap();
+    let total = "SELECT count(*), count(DISTINCT event_id) FROM events";
+    for (n, day) in [(1, 0), (2, 1), (3, 2)] {
+        store.append_to("t-0", day_batch(day, 10)).unwrap();
+        store.commit(store.cut("t-0"), &format!("t-0-{n:012}")).unwrap();
+    }
+    assert_eq!(store.segments().len(), 3);
+    let stems: Vec<String> = (1..=3).map(|n| format!("t-0-{n:012}")).collect();
+    let merged = store.compact(&stems, "t-0-000000000003-m").unwrap().unwrap();
+    assert_eq!((merged.rows, merged.supersedes.clone()), (30, stems.clone()));
+    assert_eq!(
+        (merged.min_ts_ms, merged.max_ts_ms),
+        (JAN_1_2024, JAN_1_2024 + 2 * DAY + 9)
+    );
+    assert_eq!(store.segments().len(), 1);
+    assert_eq!(count(&a, total).await, 30);
+    let file = |stem: &str| dir.path().join("events").join(format!("{stem}.parquet"));
+    assert!(
+        file(&stems[0]).exists(),
+        "an input is deleted at the next compaction only"
+    );
+
+    // A crash before the inputs were deleted: a reopened store deletes them and reads each row once.
+    let reopened = open(dir.path());
+    assert_eq!(reopened.segments().len(), 1);
+    assert!(
+        stems.iter().all(|s| !file(s).exists()),
+        "superseded inputs deleted on open"
+    );
+    let b = Analyst::builder(reopened.clone()).build().unwrap();
+    assert_eq!(count(&b, total).await, 30);
+
+    // The next compaction deletes the previous one's inputs.
+    for (n, day) in [(4, 3), (5, 4)] {
+        reopened.append_to("t-0", day_batch(day, 10)).unwrap();
+        reopened.commit(reopened.cut("t-0"), &format!("t-0-{n:012}")).unwrap();
+    }
+    let stems = vec![
+        "t-0-000000000003-m".to_string(),
+        "t-0-000000000004".to_string(),
+        "t-0-000000000005".to_string(),
+    ];
+    reopened.compact(&stems, "t-0-000000000005-m").unwrap().unwrap();
+    reopened.compact(&["t-0-000000000005-m".to_string()], "x").unwrap();
+    assert_eq!(count(&b, total).await, 50);
+    assert!(file("t-0-000000000005-m").exists());
+}

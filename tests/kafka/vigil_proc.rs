@@ -102,6 +102,7 @@ pub fn progress(dir: &Path) -> PartitionProgress {
         sum.duplicates += p.duplicates;
         sum.late += p.late;
         sum.dead_lettered += p.dead_lettered;
+        sum.checkpoints += p.checkpoints;
         sum
     })
 }
