@@ -406,4 +406,62 @@ mod tests {
         assert_eq!(parse_segment_name("seg-000001"), None);
         assert_eq!(parse_segment_name("t-0-42"), None);
     }
+
+    #[test]
+    fn eight_small_segments_covered_by_a_checkpoint_are_merged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SegmentStore::open(
+            "alerts",
+            dir.path(),
+            vigil_engine::scoring::alert_schema(),
+            vigil_queries::live::ALERT_TIME_COLUMN,
+        )
+        .expect("store");
+        let shard: ShardId = (Arc::from("t"), 0);
+        let other: ShardId = (Arc::from("t"), 1);
+        let alert = |n: i64| {
+            vigil_engine::scoring::Alert::new(
+                "acct",
+                vigil_engine::scoring::AlertKind::Quiet,
+                n,
+                n,
+                1.0,
+                1.0,
+                String::new(),
+            )
+        };
+        for seq in 1..=8u64 {
+            for s in [&shard, &other] {
+                store
+                    .append_to(&history_key(s), alerts_to_batch(&[alert(seq as i64)]))
+                    .expect("append");
+                store
+                    .commit(store.cut(&history_key(s)), &segment_name(s, seq))
+                    .expect("commit");
+            }
+        }
+        // At checkpoint 8, segment 8 is not yet covered: seven candidates, no merge.
+        compact_small(&store, &shard, 8, 1000).expect("compact");
+        assert_eq!(store.segments().len(), 16);
+        // Rows at or over `flush_rows` are not small.
+        compact_small(&store, &shard, 9, 1).expect("compact");
+        assert_eq!(store.segments().len(), 16);
+        compact_small(&store, &shard, 9, 1000).expect("compact");
+        let stems: Vec<String> = store.segments().iter().map(|m| m.stem().to_string()).collect();
+        assert_eq!(stems.len(), 9, "{stems:?}");
+        assert!(stems.contains(&"t-0-000000000008-m".to_string()), "{stems:?}");
+        assert_eq!(
+            stems.iter().filter(|s| s.starts_with("t-1-")).count(),
+            8,
+            "the other partition's stay"
+        );
+        let merged = store
+            .segments()
+            .into_iter()
+            .find(|m| m.stem().ends_with("-m"))
+            .expect("merged");
+        assert_eq!(merged.rows, 8);
+        // A merged segment is never taken for history written after a restored checkpoint.
+        assert!(!written_after(merged.stem(), &shard, 8));
+    }
 }

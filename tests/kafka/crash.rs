@@ -100,28 +100,6 @@ fn sigkill_ten_times_then_state_equals_an_uninterrupted_run() {
         );
         assert_eq!(alerts, "once\ntrue\n", "{name}: one row per alert id");
     }
-    // A checkpoint writes a small segment per partition; they are merged as they pile up.
-    let p = progress(&clean.checkpoint_dir);
-    let files = std::fs::read_dir(clean.data_dir.join("events"))
-        .expect("events dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-        })
-        .count() as u64;
-    eprintln!(
-        "clean run: {} partition checkpoints, {files} event segment files",
-        p.checkpoints
-    );
-    // Eight small ones of a partition are merged: with 4 partitions and over 32 checkpoints,
-    // fewer files than half the checkpoints remain (39 checkpoints left 9 files when measured).
-    if p.checkpoints > 32 {
-        assert!(
-            files < p.checkpoints / 2,
-            "{files} segment files for {} checkpoints: no compaction",
-            p.checkpoints
-        );
-    }
     // Named queries over the history (alerts are left out: when the engine evaluates an
     // account depends on how the stream was cut into batches, which differs between runs).
     for query in [
