@@ -193,7 +193,12 @@ impl KafkaSourceConfig {
             .set("statistics.interval.ms", "5000")
             // Reaching a partition's end is reported (as `BatchSpan::caught_up`): the pipeline
             // lets the wall clock move a partition's quiet timers only once it is caught up.
-            .set("enable.partition.eof", "true");
+            .set("enable.partition.eof", "true")
+            // Keep trying every known broker, not only those a request needs now: after a broker
+            // outage, the consumer with sparse connections was seen to stop reconnecting to the
+            // only broker (no connection attempt for minutes while the group coordinator query
+            // found "no broker available"), so it never got its partitions back.
+            .set("enable.sparse.connections", "false");
         for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
             c.set(k, v);
         }
