@@ -665,9 +665,9 @@ fn shuffled_and_time_sorted_files_give_the_same_health_table() {
 
 /// Writes the input of the replay memory benchmark (BENCHMARKS.md, "Replay: sorting the input"):
 /// `VIGIL_REPLAY_BENCH_EVENTS` (default 1,000,000) distinct events of the generated two-year
-/// history over `VIGIL_REPLAY_BENCH_ACCOUNTS` (default 10,000) accounts, shuffled, to the file
-/// `VIGIL_REPLAY_BENCH_FILE`. Not a test: `cargo test --release -p vigil --test replay --
-/// --ignored write_replay_benchmark_file`.
+/// history over `VIGIL_REPLAY_BENCH_ACCOUNTS` (default 10,000) accounts, shuffled (or in time
+/// order with `VIGIL_REPLAY_BENCH_ORDER=sorted`), to the file `VIGIL_REPLAY_BENCH_FILE`. Not a
+/// test: `cargo test -p vigil --test replay -- --ignored write_replay_benchmark_file`.
 #[test]
 #[ignore = "writes the replay benchmark's input file; run on demand"]
 fn write_replay_benchmark_file() {
@@ -683,7 +683,11 @@ fn write_replay_benchmark_file() {
         env("VIGIL_REPLAY_BENCH_EVENTS", 1_000_000),
         env("VIGIL_REPLAY_BENCH_ACCOUNTS", 10_000),
     );
-    lines.shuffle(&mut StdRng::seed_from_u64(7));
+    match std::env::var("VIGIL_REPLAY_BENCH_ORDER").as_deref() {
+        Ok("sorted") => lines.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id))),
+        Ok("shuffled") | Err(_) => lines.shuffle(&mut StdRng::seed_from_u64(7)),
+        Ok(other) => panic!("VIGIL_REPLAY_BENCH_ORDER: {other} (sorted or shuffled)"),
+    }
     write_lines(Path::new(&path), &lines, 0);
     eprintln!("{} lines written to {}", lines.len(), Path::new(&path).display());
 }

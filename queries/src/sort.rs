@@ -18,7 +18,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::stream::{RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::SessionConfig;
@@ -28,9 +28,6 @@ use crate::error::{QueryError, Result};
 
 /// The default memory limit of a sort: 512 MiB.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 << 20;
-
-/// Input batches buffered between the producer's thread and the sort.
-const INPUT_BATCHES: usize = 2;
 
 /// The largest share of the memory limit set aside for merging sorted runs (DataFusion's
 /// `sort_spill_reservation_bytes`, 10 MiB by default, is capped at an eighth of the limit so
@@ -80,11 +77,13 @@ pub struct SortStats {
 /// the order of the input. Rows with equal `ts` and `event_id` (copies of one event) come out
 /// next to each other, in no specified order.
 ///
-/// `input` is iterated on a blocking thread of the current Tokio runtime (so this must be
-/// called within one) and may block, e.g. reading a file. The sort reads all of it at the
-/// first poll of the returned stream, holding at most `config.memory_limit` bytes of batches
-/// (as DataFusion accounts them) and spilling sorted runs to disk beyond that; then it merges
-/// the runs. An error of `input` ends the sort and is the stream's error.
+/// The first poll of the returned stream reads all of `input`, holding at most
+/// `config.memory_limit` bytes of batches (as DataFusion accounts them) and spilling sorted runs
+/// to disk beyond that; then it merges the runs. `input` is iterated, and the runs sorted, by
+/// the thread that polls, which blocks meanwhile: poll from a thread of its own (e.g. through
+/// `tokio::runtime::Handle::block_on`) or a blocking task, within a Tokio runtime (the spill
+/// files are read on its blocking threads). An error of `input` ends the sort and is the
+/// stream's error.
 pub fn sort_by_time<I>(input: I, config: &SortConfig) -> Result<SortedBatches>
 where
     I: Iterator<Item = Result<RecordBatch>> + Send + 'static,
@@ -229,7 +228,7 @@ impl Stream for SortedBatches {
 
 type BoxedInput = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
-/// The sort's input as a DataFusion partition: the iterator, run once on a blocking thread.
+/// The sort's input as a DataFusion partition: the iterator, read once, by whoever polls.
 struct OnceInput {
     schema: SchemaRef,
     input: Mutex<Option<BoxedInput>>,
@@ -264,23 +263,16 @@ impl PartitionStream for OnceInput {
                 futures::stream::once(async move { Err(err) }),
             ));
         };
+        // Read where the sort is polled: the batches are made, sorted and freed on one thread.
         let schema = self.schema.clone();
-        let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), INPUT_BATCHES);
-        let tx = builder.tx();
-        builder.spawn_blocking(move || {
-            for item in input {
-                let item = item
-                    .and_then(|b| conforms(&schema, b))
-                    .map_err(|e| DataFusionError::External(Box::new(e)));
-                let failed = item.is_err();
-                // A send fails when the sort was dropped: stop reading.
-                if tx.blocking_send(item).is_err() || failed {
-                    break;
-                }
-            }
-            Ok(())
+        let batches = input.map(move |item| {
+            item.and_then(|b| conforms(&schema, b))
+                .map_err(|e| DataFusionError::External(Box::new(e)))
         });
-        builder.build()
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(batches),
+        ))
     }
 }
 

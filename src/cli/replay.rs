@@ -665,8 +665,8 @@ impl Input {
     }
 
     /// Reads the whole file into the sort, counting into `source`, then sends the events to
-    /// `feed` in time order (runs on its own thread; `runtime` runs the sort's reading thread and
-    /// its spill files' I/O).
+    /// `feed` in time order (runs on its own thread, which reads, sorts and merges; `runtime`
+    /// reads the spill files).
     fn read_sorted(
         self,
         mut feed: Feed,
@@ -691,10 +691,7 @@ impl Input {
                 }
             }
         });
-        let mut sorted = {
-            let _runtime = runtime.enter();
-            vigil_queries::sort::sort_by_time(input, config).context("starting the sort by event time")?
-        };
+        let mut sorted = vigil_queries::sort::sort_by_time(input, config).context("starting the sort by event time")?;
         let mut scoring = false;
         while let Some(batch) = runtime.block_on(sorted.next()) {
             let batch = match batch {
