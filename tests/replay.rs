@@ -430,6 +430,21 @@ fn replaying_the_same_file_twice_changes_nothing_and_another_file_adds_to_it() {
         sql(&data, "SELECT account_id FROM health ORDER BY account_id"),
         "account_id\nacme\nbeta\ndelta\ngamma\n"
     );
+
+    // A file older than what the data directory holds: late against its state, and said so.
+    let older = tmp.path().join("older.jsonl");
+    std::fs::write(&older, ev("epsilon-1", "epsilon", T0 + DAY, "activity") + "\n").unwrap();
+    let out = replay(&older);
+    assert_eq!(
+        stdout(&out),
+        "replay: applied=0 invalid=0 duplicates=0 late=1 alerts=0 accounts=4\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("older than what earlier replays into this data directory left"),
+        "{err}"
+    );
+    assert_eq!(sql(&data, "SELECT event_id FROM late_events"), "event_id\nepsilon-1\n");
 }
 
 /// 2024-01-01T00:00:00Z: generated histories span the two years from here.

@@ -178,8 +178,9 @@ fn late_warning(report: &ReplayReport, assume_sorted: bool) -> Option<String> {
         "the file is probably not in event-time order: replay it without --assume-sorted, which \
          sorts the events by time first"
     } else {
-        "this is unexpected: the events were sorted by time and the replay started from an empty \
-         scoring state"
+        "the events were sorted by time, so they are older than what earlier replays into this \
+         data directory left (a replay continues from their state): replay the files in time \
+         order, or into a fresh data directory"
     };
     Some(format!(
         "replay: warning: {} of {valid} valid events ({:.1} %) were late (older than the greatest \
