@@ -37,7 +37,7 @@ use vigil_connectors::SourceMetrics;
 use vigil_connectors::kafka::config::DEFAULT_MAX_LINGER_MS;
 use vigil_connectors::kafka::{self, KafkaSourceConfig, SourceBatch};
 use vigil_engine::schema::KAFKA_TIMESTAMP;
-use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ShardedCore};
+use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ShardId, ShardedCore};
 use vigil_testkit::{KafkaBroker, broker, unique_name};
 
 const PARTITIONS: i32 = 4;
@@ -198,7 +198,7 @@ impl PipelineSink for CountingSink {
         Ok(())
     }
 
-    fn on_tick(&mut self, _alerts: &[Alert], _core: &ShardedCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, _alerts: &[(ShardId, Vec<Alert>)], _core: &ShardedCore) -> anyhow::Result<()> {
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //! checkpoint, which writes it as segments named `<topic>-<partition>-<checkpoint number>` before
 //! the checkpoint itself: a crash between the two leaves segments numbered past the checkpoint,
 //! which the restore deletes, and the re-read rows are written again under the next number.
-//! History from sources without partitions (replay) is flushed by size as unkeyed segments.
+//! `vigil replay` numbers its partition's segments the same way and writes its checkpoint at
+//! the end. Without checkpoints (the demo) history is flushed by size as unkeyed segments.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ fn history_key(shard: &ShardId) -> String {
 
 /// The segment name of a partition's history written with its checkpoint number `seq`.
 pub fn segment_name(shard: &ShardId, seq: u64) -> String {
-    format!("{}-{}-{seq:012}", shard.0, shard.1)
+    format!("{}-{seq:012}", history_key(shard))
 }
 
 /// A partition's history segment name read back: (topic, partition, checkpoint number), for
@@ -47,10 +48,15 @@ fn parse_segment_name(stem: &str) -> Option<(&str, i32, u64)> {
     Some((topic, p.parse().ok()?, n.parse().ok()?))
 }
 
+/// The checkpoint number of segment `stem` when it is `shard`'s history.
+fn segment_number(stem: &str, shard: &ShardId) -> Option<u64> {
+    parse_segment_name(stem).and_then(|(t, p, n)| (t == &*shard.0 && p == shard.1).then_some(n))
+}
+
 /// True when the segment stem `stem` is `shard`'s history written with a checkpoint numbered
 /// after `seq`.
 fn written_after(stem: &str, shard: &ShardId, seq: u64) -> bool {
-    parse_segment_name(stem).is_some_and(|(t, p, n)| t == &*shard.0 && p == shard.1 && n > seq)
+    segment_number(stem, shard).is_some_and(|n| n > seq)
 }
 
 /// Small segments of one partition that trigger a compaction.
@@ -66,8 +72,8 @@ fn compact_small(store: &SegmentStore, shard: &ShardId, seq: u64, flush_rows: us
         .iter()
         .filter(|m| m.rows < flush_rows)
         .filter_map(|m| {
-            let (t, p, n) = parse_segment_name(m.stem())?;
-            (t == &*shard.0 && p == shard.1 && n < seq).then(|| (n, m.stem().to_string()))
+            let n = segment_number(m.stem(), shard)?;
+            (n < seq).then(|| (n, m.stem().to_string()))
         })
         .collect();
     if small.len() < COMPACT_AT {
@@ -180,8 +186,8 @@ pub struct RunOutputs {
     /// `alerts` history.
     pub alerts: SegmentStore,
     /// Partitions' history is written by their checkpoints ([`PipelineSink::history_cut`]);
-    /// otherwise (no checkpoints: replay, the demo) it is written when the tail reaches
-    /// `flush_rows` and at the end.
+    /// otherwise (no checkpoints: the demo) it is written when the tail reaches `flush_rows` and
+    /// at the end.
     pub tied_to_checkpoints: bool,
     /// Tail rows that trigger writing a segment, when not tied to checkpoints.
     pub flush_rows: usize,
@@ -198,28 +204,22 @@ pub struct RunOutputs {
 }
 
 impl RunOutputs {
-    /// Alerts raised by a batch of `key`'s partition, or (`key` None) by a clock tick: each in
-    /// the history of the partition holding its account.
-    fn alerts(&mut self, key: Option<&str>, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+    /// The tail key of `shard`'s history: its own when history is written with checkpoints,
+    /// the unkeyed tail otherwise.
+    fn key_of(&self, shard: &ShardId) -> String {
+        if self.tied_to_checkpoints {
+            history_key(shard)
+        } else {
+            String::new()
+        }
+    }
+
+    /// Alerts raised by partition `shard` (by a batch or a clock tick).
+    fn alerts(&mut self, shard: &ShardId, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
-        match key {
-            Some(k) => self.alerts.append_to(k, alerts_to_batch(alerts))?,
-            None => {
-                let mut by_key: std::collections::BTreeMap<String, Vec<Alert>> = Default::default();
-                for a in alerts {
-                    let k = match core.shard_of(&a.account_id) {
-                        Some(shard) if self.tied_to_checkpoints => history_key(shard),
-                        _ => String::new(),
-                    };
-                    by_key.entry(k).or_default().push(a.clone());
-                }
-                for (k, a) in by_key {
-                    self.alerts.append_to(&k, alerts_to_batch(&a))?;
-                }
-            }
-        }
+        self.alerts.append_to(&self.key_of(shard), alerts_to_batch(alerts))?;
         if let Some(m) = &self.metrics {
             for a in alerts {
                 m.alert_raised(a.kind.as_str());
@@ -254,8 +254,8 @@ impl RunOutputs {
             .chain(std::iter::once(&self.alerts))
     }
 
-    /// Writes the unkeyed history tails as segments (end of a replay). Partitions' history is
-    /// written by their checkpoints only.
+    /// Writes the unkeyed history tails as segments (without checkpoints). Partitions' history
+    /// is written by their checkpoints only.
     pub fn flush(&self) -> anyhow::Result<()> {
         for s in self.stores() {
             s.flush_segment()?;
@@ -266,11 +266,11 @@ impl RunOutputs {
 
 impl PipelineSink for RunOutputs {
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
-        let key = match &batch.span {
-            _ if !self.tied_to_checkpoints => String::new(),
-            Some(s) => history_key(&s.partition),
-            None => history_key(&unpartitioned_shard()),
-        };
+        let shard = batch
+            .span
+            .as_ref()
+            .map_or_else(unpartitioned_shard, |s| s.partition.clone());
+        let key = self.key_of(&shard);
         if let Some(events) = &self.events {
             let (applied, late) = history_rows(&batch.batch, outcome)?;
             events.append_to(&key, applied)?;
@@ -289,11 +289,14 @@ impl PipelineSink for RunOutputs {
                 .collect();
             scores.put(updates);
         }
-        self.alerts(Some(&key), &outcome.alerts, core)
+        self.alerts(&shard, &outcome.alerts, core)
     }
 
-    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
-        self.alerts(None, alerts, core)
+    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
+        for (shard, raised) in alerts {
+            self.alerts(shard, raised, core)?;
+        }
+        Ok(())
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {

@@ -73,15 +73,19 @@ pub struct PipelineStats {
     pub checkpoints: u64,
 }
 
-impl PipelineStats {
-    /// Share of late events above which a run warns: more than this many events older than
-    /// their partition's watermark points at unsorted input or a lateness set too small.
-    pub const LATE_WARN_SHARE: f64 = 0.01;
+/// True when more than 1 % of `valid` events were late: a run warns then, since that many
+/// events older than their partition's watermark points at unsorted input, input older than
+/// the state, or a lateness set too small.
+pub fn late_share_warrants_warning(late: u64, valid: u64) -> bool {
+    late.saturating_mul(100) > valid
+}
 
-    /// A warning when more than [`PipelineStats::LATE_WARN_SHARE`] of the valid events were late.
+impl PipelineStats {
+    /// A warning when more than 1 % of the valid events were late
+    /// ([`late_share_warrants_warning`]).
     pub fn late_warning(&self) -> Option<String> {
         let valid = self.events + self.duplicates + self.late;
-        (valid > 0 && self.late as f64 > Self::LATE_WARN_SHARE * valid as f64).then(|| {
+        late_share_warrants_warning(self.late, valid).then(|| {
             format!(
                 "{} of {valid} events ({:.1} %) were late: older than their partition's watermark \
                  (the newest event time seen minus scoring.lateness_days). They are kept in the \
@@ -109,8 +113,8 @@ pub fn unpartitioned_shard() -> ShardId {
 pub trait PipelineSink {
     /// A batch was applied; `outcome.alerts` are the alerts it raised.
     fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()>;
-    /// The clock advanced and raised `alerts` (often none).
-    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()>;
+    /// The clock advanced and raised `alerts`, by partition (often none).
+    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()>;
     /// Partitions were checkpointed (their state up to here is durable).
     fn on_checkpoint(&mut self, _written: usize, _core: &ShardedCore) -> anyhow::Result<()> {
         Ok(())
@@ -271,7 +275,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             let alerts =
                 core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id), caught_up.contains(id)));
             self.sink.on_tick(&alerts, &core)?;
-            alerts.len() as u64
+            alerts.iter().map(|(_, a)| a.len() as u64).sum()
         };
         self.sink.after_step()?;
         Ok(raised)
@@ -567,7 +571,7 @@ mod tests {
         fn on_batch(&mut self, _: &SourceBatch, _: &ApplyOutcome, _: &ShardedCore) -> anyhow::Result<()> {
             Ok(())
         }
-        fn on_tick(&mut self, _: &[Alert], _: &ShardedCore) -> anyhow::Result<()> {
+        fn on_tick(&mut self, _: &[(ShardId, Vec<Alert>)], _: &ShardedCore) -> anyhow::Result<()> {
             Ok(())
         }
     }

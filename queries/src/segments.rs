@@ -62,7 +62,7 @@ pub struct SegmentMeta {
 impl SegmentMeta {
     /// The file name without `.parquet`.
     pub fn stem(&self) -> &str {
-        self.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()
+        stem_of(&self.path)
     }
 }
 
@@ -335,7 +335,7 @@ impl SegmentStore {
         // Inputs of a compaction whose merged segment this drops go too.
         let mut graveyard = std::mem::take(&mut st.graveyard);
         for path in &graveyard {
-            if orphan(path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()) {
+            if orphan(stem_of(path)) {
                 remove_if_present(path)?;
             }
         }
@@ -343,15 +343,12 @@ impl SegmentStore {
         st.graveyard = graveyard;
         let mut i = 0;
         while i < st.segments.len() {
-            let path = st.segments[i].path.clone();
-            if !orphan(path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()) {
+            if !orphan(st.segments[i].stem()) {
                 i += 1;
                 continue;
             }
-            match std::fs::remove_file(&path) {
-                Ok(()) => deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(QueryError::io(&path, e)),
+            if remove_if_present(&st.segments[i].path)? {
+                deleted += 1;
             }
             st.segments.remove(i);
         }
@@ -460,13 +457,18 @@ fn write_segment(
     })
 }
 
-/// Deletes `path`; a file already gone is not an error.
-fn remove_if_present(path: &Path) -> Result<()> {
+/// Deletes `path`; a file already gone is not an error. True when this call deleted it.
+fn remove_if_present(path: &Path) -> Result<bool> {
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(QueryError::io(path, e)),
     }
+}
+
+/// A segment's file name without `.parquet`.
+fn stem_of(path: &Path) -> &str {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or_default()
 }
 
 fn read_segment_meta(path: &Path, ts_idx: usize) -> Result<SegmentMeta> {

@@ -35,7 +35,7 @@ use vigil_connectors::file::{FileSource, FileSourceConfig, ParquetEventSource};
 use vigil_connectors::kafka::SourceBatch;
 use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::InvalidReason;
-use vigil_engine::scoring::{Alert, ApplyOutcome, ShardedCore};
+use vigil_engine::scoring::{Alert, ApplyOutcome, ShardId, ShardedCore};
 use vigil_queries::QueryError;
 use vigil_queries::sort::{SortConfig, SortStats};
 
@@ -171,7 +171,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
 /// A warning when more than 1 % of the valid events scored or refused by the core were late.
 fn late_warning(report: &ReplayReport, assume_sorted: bool) -> Option<String> {
     let valid = report.applied + report.duplicates + report.late;
-    if report.late == 0 || report.late.saturating_mul(100) <= valid {
+    if !pipeline::late_share_warrants_warning(report.late, valid) {
         return None;
     }
     let cause = if assume_sorted {
@@ -456,9 +456,11 @@ impl PipelineSink for ReplaySink {
         self.print(&outcome.alerts)
     }
 
-    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
         self.outputs.on_tick(alerts, core)?;
-        self.print(alerts)?;
+        for (_, a) in alerts {
+            self.print(a)?;
+        }
         self.pace.ticked(self.applied_batches);
         Ok(())
     }

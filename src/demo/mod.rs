@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vigil_connectors::kafka::{self, EmbeddedBroker, KafkaSourceConfig, MessageProducer};
-use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ShardedCore};
+use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ShardId, ShardedCore};
 
 use crate::pipeline::{self, Clock, wall_ms};
 use generator::{DAY_MS, HISTORY_DAYS};
@@ -285,9 +285,11 @@ impl pipeline::PipelineSink for DemoOutputs {
         Ok(())
     }
 
-    fn on_tick(&mut self, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
         self.history.on_tick(alerts, core)?;
-        self.show(alerts);
+        for (_, a) in alerts {
+            self.show(a);
+        }
         Ok(())
     }
 

@@ -133,14 +133,6 @@ impl ShardedCore {
         !self.shards.values().any(|c| c.contains(account_id))
     }
 
-    /// The shard holding an account, if any.
-    pub fn shard_of(&self, account_id: &str) -> Option<&ShardId> {
-        self.shards
-            .iter()
-            .find(|(_, c)| c.contains(account_id))
-            .map(|(id, _)| id)
-    }
-
     /// The core holding an account: its shard, else the dimension-only core.
     fn holder(&self, account_id: &str) -> Option<&ScoringCore> {
         self.shards
@@ -191,12 +183,16 @@ impl ShardedCore {
         arrow::compute::concat_batches(&schema, &parts).expect("health batches share one schema")
     }
 
-    /// Advances each shard's clock to `now(shard)` and returns the alerts due, shard by shard.
-    pub fn advance_clock(&mut self, mut now: impl FnMut(&ShardId, &ScoringCore) -> i64) -> Vec<Alert> {
+    /// Advances each shard's clock to `now(shard)` and returns the alerts due, by shard (only
+    /// the shards that raised any).
+    pub fn advance_clock(&mut self, mut now: impl FnMut(&ShardId, &ScoringCore) -> i64) -> Vec<(ShardId, Vec<Alert>)> {
         let mut alerts = Vec::new();
         for (id, core) in &mut self.shards {
             let t = now(id, core);
-            alerts.extend(core.advance_clock(t));
+            let raised = core.advance_clock(t);
+            if !raised.is_empty() {
+                alerts.push((id.clone(), raised));
+            }
         }
         alerts
     }
