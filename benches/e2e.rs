@@ -1,6 +1,6 @@
 //! End-to-end load test of the `vigil run` path against a real Apache Kafka broker (started by
 //! `vigil-testkit`): Kafka source (`start_owned` with the checkpoint owner) → `pipeline::run`
-//! (per-partition `ShardedCore`, wall clock, 100 ms tick, checkpoints every 10 s / 1 M messages
+//! (partition actors on one worker thread per core, wall clock, 100 ms tick, checkpoints every 10 s / 1 M messages
 //! into a temp dir) → a sink that only counts events (and, for latency, reads each row's Kafka
 //! timestamp). Not criterion: each phase is one long run, reported by this program.
 //!
@@ -20,7 +20,8 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, TimestampMillisecondArray};
@@ -31,13 +32,14 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use tokio::sync::oneshot;
 use vigil::checkpoint::{CheckpointOwner, CheckpointStore};
 use vigil::config::CheckpointConfig;
-use vigil::pipeline::{self, Checkpointing, Clock, PipelineSink, PipelineStats, SharedCore};
+use vigil::partitions::{Partitions, default_workers};
+use vigil::pipeline::{self, Checkpointing, Clock, PipelineSink, PipelineStats, Ticking};
 use vigil::sample::contract_event;
 use vigil_connectors::SourceMetrics;
 use vigil_connectors::kafka::config::DEFAULT_MAX_LINGER_MS;
-use vigil_connectors::kafka::{self, KafkaSourceConfig, SourceBatch};
+use vigil_connectors::kafka::{self, KafkaSourceConfig};
 use vigil_engine::schema::KAFKA_TIMESTAMP;
-use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ShardId, ShardedCore};
+use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
 use vigil_testkit::{KafkaBroker, broker, unique_name};
 
 const PARTITIONS: i32 = 4;
@@ -152,6 +154,7 @@ fn source_config(b: &KafkaBroker, topic: &str, prefix: &str) -> KafkaSourceConfi
 }
 
 /// Latency recording in the sink.
+#[derive(Clone)]
 struct Latency {
     hist: Histogram<u64>,
     /// Kafka timestamp from which samples are recorded: the first one seen plus the warm-up.
@@ -159,24 +162,36 @@ struct Latency {
     last_apply_us: i64,
 }
 
-/// Counts rows; stops the pipeline (through `done`) once `target` rows were applied.
+/// Counts rows; stops the pipeline (through `done`) once `target` rows were applied. Every
+/// partition worker has a copy; the counts are shared.
+#[derive(Clone)]
 struct CountingSink {
-    rows: u64,
+    shared: Arc<Counting>,
+}
+
+struct Counting {
+    rows: AtomicU64,
     target: u64,
     started: Instant,
-    reached: Option<Duration>,
-    done: Option<oneshot::Sender<()>>,
-    latency: Option<Latency>,
+    reached: OnceLock<Duration>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
+    latency: Option<Mutex<Latency>>,
 }
 
 impl PipelineSink for CountingSink {
-    fn on_batch(&mut self, batch: &SourceBatch, _outcome: &ApplyOutcome, _core: &ShardedCore) -> anyhow::Result<()> {
-        self.rows += batch.batch.num_rows() as u64;
-        if let Some(l) = &mut self.latency {
+    fn on_batch(
+        &mut self,
+        _shard: &ShardId,
+        batch: &arrow::array::RecordBatch,
+        _outcome: &ApplyOutcome,
+        _core: &ScoringCore,
+    ) -> anyhow::Result<()> {
+        let c = &*self.shared;
+        if let Some(l) = &c.latency {
             let now = wall_us();
-            l.last_apply_us = now;
+            let mut l = l.lock().expect("latency");
+            l.last_apply_us = l.last_apply_us.max(now);
             if let Some(ts) = batch
-                .batch
                 .column(KAFKA_TIMESTAMP)
                 .as_any()
                 .downcast_ref::<TimestampMillisecondArray>()
@@ -189,16 +204,17 @@ impl PipelineSink for CountingSink {
                 }
             }
         }
-        if self.rows >= self.target && self.reached.is_none() {
-            self.reached = Some(self.started.elapsed());
-            if let Some(tx) = self.done.take() {
-                let _ = tx.send(());
-            }
+        let rows = c.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed) + batch.num_rows() as u64;
+        if rows >= c.target
+            && c.reached.set(c.started.elapsed()).is_ok()
+            && let Some(tx) = c.done.lock().expect("done").take()
+        {
+            let _ = tx.send(());
         }
         Ok(())
     }
 
-    fn on_tick(&mut self, _alerts: &[(ShardId, Vec<Alert>)], _core: &ShardedCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, _shard: &ShardId, _alerts: &[Alert], _core: &ScoringCore) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -209,8 +225,10 @@ struct VigilRun {
     /// Start to the pipeline's return (drain, last tick, final checkpoint).
     total: Duration,
     stats: PipelineStats,
-    core: SharedCore,
-    sink: CountingSink,
+    parts: Partitions,
+    /// Rows that reached the sink.
+    rows: u64,
+    latency: Option<Latency>,
     source_batches: u64,
 }
 
@@ -226,18 +244,18 @@ fn run_vigil(
 ) -> VigilRun {
     let dir = tempfile::tempdir().expect("tempdir");
     let ck = CheckpointConfig::default();
-    let core: SharedCore = Arc::new(std::sync::RwLock::new(
-        ShardedCore::new(ScoringConfig::default()).expect("core"),
-    ));
+    let parts = Partitions::new(ScoringConfig::default(), &[], default_workers()).expect("partitions");
     let (done_tx, done_rx) = oneshot::channel();
     let started = Instant::now();
     let mut sink = CountingSink {
-        rows: 0,
-        target,
-        started,
-        reached: None,
-        done: Some(done_tx),
-        latency,
+        shared: Arc::new(Counting {
+            rows: AtomicU64::new(0),
+            target,
+            started,
+            reached: OnceLock::new(),
+            done: Mutex::new(Some(done_tx)),
+            latency: latency.map(Mutex::new),
+        }),
     };
     let (stats, source_batches) = rt.block_on(async {
         let store = CheckpointStore::open(dir.path().join("checkpoints")).expect("store");
@@ -267,9 +285,9 @@ fn run_vigil(
         };
         let stats = pipeline::run(
             batches,
-            core.clone(),
+            parts.clone(),
             Clock::Wall,
-            TICK,
+            Ticking::Every(TICK),
             &mut sink,
             Some(checkpoints),
             shutdown,
@@ -284,12 +302,14 @@ fn run_vigil(
         (stats, SourceMetrics::get(&metrics.batches))
     });
     let total = started.elapsed();
+    let c = &*sink.shared;
     VigilRun {
-        to_target: sink.reached.unwrap_or(total),
+        to_target: c.reached.get().copied().unwrap_or(total),
         total,
         stats,
-        core,
-        sink,
+        parts,
+        rows: c.rows.load(Ordering::Relaxed),
+        latency: c.latency.as_ref().map(|l| l.lock().expect("latency").clone()),
         source_batches,
     }
 }
@@ -362,10 +382,10 @@ fn throughput(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
             None,
             Duration::from_secs(600),
         );
-        assert_eq!(v.sink.rows, n as u64, "every event reached the sink");
+        assert_eq!(v.rows, n as u64, "every event reached the sink");
         assert_eq!(v.stats.events, n as u64, "every event applied (none late or duplicate)");
         let vigil_rate = n as f64 / v.to_target.as_secs_f64();
-        let accts: usize = v.core.read().map(|c| c.len()).unwrap_or(0);
+        let accts = v.parts.accounts().unwrap_or(0);
         eprintln!(
             "  run {run} vigil pipeline: {:.2} s to the last event applied, {:.0} events/s ({:.2} s incl. drain + final \
              checkpoint); {} batches (mean {:.0} rows), {} checkpoints, {} alerts, {accts} accounts; load {load0} -> {}",
@@ -500,7 +520,7 @@ fn latency(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
 }
 
 fn report_latency(rate: usize, seconds: usize, report: &ProducerReport, v: &VigilRun, load0: &str) {
-    let l = v.sink.latency.as_ref().expect("latency");
+    let l = v.latency.as_ref().expect("latency");
     let h = &l.hist;
     let ms = |us: u64| us as f64 / 1000.0;
     let offered = report.sent as f64 / ((report.last_ms - report.first_ms + 1) as f64 / 1000.0);
@@ -513,7 +533,7 @@ fn report_latency(rate: usize, seconds: usize, report: &ProducerReport, v: &Vigi
          rows); load {load0} -> {}",
         report.sent,
         report.max_slip_ms,
-        v.sink.rows,
+        v.rows,
         report.sent,
         h.len(),
         ms(h.value_at_quantile(0.5)),
@@ -522,7 +542,7 @@ fn report_latency(rate: usize, seconds: usize, report: &ProducerReport, v: &Vigi
         ms(h.max()),
         h.mean() / 1000.0,
         v.source_batches,
-        v.sink.rows as f64 / v.source_batches.max(1) as f64,
+        v.rows as f64 / v.source_batches.max(1) as f64,
         loadavg(),
     );
 }
@@ -549,12 +569,10 @@ fn memory(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
     );
     let (rss1, hwm1) = rss_kib();
     let (state, per_account, accts, dedup) = {
-        let core = v.core.read().expect("core");
         let mut state = 0usize;
         let mut dedup = 0usize;
         let mut accts = 0usize;
-        for (_, shard) in core.shards() {
-            let s = shard.stats();
+        for (_, s) in v.parts.each(|_, core| core.stats()).expect("partitions") {
             state += s.state_bytes;
             dedup += s.dedup_bytes;
             accts += s.accounts;

@@ -1,6 +1,6 @@
 //! The analyst tables over a running pipeline: `events`, `late_events` and `alerts` history under the data
-//! directory, `accounts` from the configuration, `health` read from the live scoring core at
-//! each query (a consistent snapshot: the core's read lock is held while it is taken).
+//! directory, `accounts` from the configuration, `health` read from the partitions at each query
+//! (each partition's table as of a moment between two of its steps; no writer waits on a lock).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +14,7 @@ use vigil_engine::scoring::{AccountInfo, alert_schema};
 use vigil_queries::accounts::{Account, accounts_table};
 use vigil_queries::{Analyst, SegmentStore};
 
-use crate::pipeline::SharedCore;
+use crate::partitions::Partitions;
 
 /// The live tables and the analyst session over them.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub fn account_rows(accounts: &[AccountInfo]) -> Vec<Account> {
 
 impl LiveTables {
     /// Opens (or creates) the history under `data_dir` and builds the session.
-    pub fn open(data_dir: &Path, accounts: &[AccountInfo], core: SharedCore) -> anyhow::Result<LiveTables> {
+    pub fn open(data_dir: &Path, accounts: &[AccountInfo], parts: Partitions) -> anyhow::Result<LiveTables> {
         let event_store =
             |name: &str| SegmentStore::open(name, data_dir.join(name), vigil_engine::schema::event_schema(), "ts");
         let events = event_store("events")?;
@@ -58,10 +58,9 @@ impl LiveTables {
             .alerts(alerts.clone())
             .accounts(accounts_table(&account_rows(accounts))?)
             .health(Arc::new(move || {
-                let core = core.read().map_err(|_| {
-                    vigil_queries::datafusion::error::DataFusionError::Execution("scoring core lock poisoned".into())
-                })?;
-                Ok(core.health_batch())
+                parts
+                    .health_batch()
+                    .map_err(|e| vigil_queries::datafusion::error::DataFusionError::Execution(format!("{e:#}")))
             }))
             .build()?;
         Ok(LiveTables {

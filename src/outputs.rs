@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use tokio::sync::{Notify, mpsc};
-use vigil_connectors::kafka::{KafkaScoresSink, SourceBatch};
+use vigil_connectors::kafka::KafkaScoresSink;
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
-use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ShardId, ShardedCore, Tier, alerts_to_batch};
+use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ScoringCore, ShardId, Tier, alerts_to_batch};
 use vigil_queries::SegmentStore;
 
 use crate::metrics::RunMetrics;
-use crate::pipeline::{HistoryWrite, PipelineSink, unpartitioned_shard};
+use crate::pipeline::{HistoryWrite, PipelineSink};
 
 /// The tail key of a partition's history.
 fn history_key(shard: &ShardId) -> String {
@@ -108,14 +108,10 @@ fn history_rows(batch: &RecordBatch, outcome: &ApplyOutcome) -> anyhow::Result<(
     Ok((keep, late))
 }
 
-/// The tier hooks route on: `key` for the core's key accounts (tier = key or ARR over the
-/// threshold), else `standard`.
-pub fn tier_of(core: &ShardedCore, account_id: &str) -> Tier {
-    if core.is_key(account_id) {
-        Tier::Key
-    } else {
-        Tier::Standard
-    }
+/// The tier hooks route on: `key` for key accounts (tier = key or ARR over the threshold), else
+/// `standard`.
+pub fn tier_of(is_key: bool) -> Tier {
+    if is_key { Tier::Key } else { Tier::Standard }
 }
 
 /// Latest score per account not yet sent: a newer score replaces an unsent older one (the
@@ -177,7 +173,9 @@ impl PendingScores {
     }
 }
 
-/// The pipeline's outputs in `vigil run`.
+/// The pipeline's outputs in `vigil run`. Each partition worker has a copy: the history stores,
+/// channels and counters inside are shared.
+#[derive(Clone)]
 pub struct RunOutputs {
     /// `events` history (None: history off).
     pub events: Option<SegmentStore>,
@@ -215,7 +213,7 @@ impl RunOutputs {
     }
 
     /// Alerts raised by partition `shard` (by a batch or a clock tick).
-    fn alerts(&mut self, shard: &ShardId, alerts: &[Alert], core: &ShardedCore) -> anyhow::Result<()> {
+    fn alerts(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
@@ -232,7 +230,7 @@ impl RunOutputs {
         // `run.rs`) use it too.
         let hook_alerts: Vec<HookAlert> = alerts
             .iter()
-            .map(|a| HookAlert::from_engine(a, tier_of(core, &a.account_id)))
+            .map(|a| HookAlert::from_engine(a, tier_of(core.is_key(&a.account_id))))
             .collect();
         if self.print_alerts {
             for a in &hook_alerts {
@@ -265,21 +263,23 @@ impl RunOutputs {
 }
 
 impl PipelineSink for RunOutputs {
-    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
-        let shard = batch
-            .span
-            .as_ref()
-            .map_or_else(unpartitioned_shard, |s| s.partition.clone());
-        let key = self.key_of(&shard);
+    fn on_batch(
+        &mut self,
+        shard: &ShardId,
+        batch: &RecordBatch,
+        outcome: &ApplyOutcome,
+        core: &ScoringCore,
+    ) -> anyhow::Result<()> {
+        let key = self.key_of(shard);
         if let Some(events) = &self.events {
-            let (applied, late) = history_rows(&batch.batch, outcome)?;
+            let (applied, late) = history_rows(batch, outcome)?;
             events.append_to(&key, applied)?;
             if let (Some(late), Some(store)) = (late, &self.late_events) {
                 store.append_to(&key, late)?;
             }
         }
         if let Some(scores) = &self.scores {
-            let ids = batch.batch.column(vigil_engine::schema::ACCOUNT_ID).as_string::<i32>();
+            let ids = batch.column(vigil_engine::schema::ACCOUNT_ID).as_string::<i32>();
             let mut seen = std::collections::HashSet::with_capacity(ids.len().min(4096));
             let updates: Vec<HealthScore> = ids
                 .iter()
@@ -289,14 +289,11 @@ impl PipelineSink for RunOutputs {
                 .collect();
             scores.put(updates);
         }
-        self.alerts(&shard, &outcome.alerts, core)
+        self.alerts(shard, &outcome.alerts, core)
     }
 
-    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
-        for (shard, raised) in alerts {
-            self.alerts(shard, raised, core)?;
-        }
-        Ok(())
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+        self.alerts(shard, alerts, core)
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {
@@ -346,10 +343,10 @@ impl PipelineSink for RunOutputs {
         Ok(())
     }
 
-    fn on_checkpoint(&mut self, _written: usize, core: &ShardedCore) -> anyhow::Result<()> {
+    fn on_checkpoint(&mut self, _written: usize, held: usize) -> anyhow::Result<()> {
         if let Some(m) = &self.metrics {
             m.checkpoint_written(std::time::Instant::now());
-            m.set_partitions(core.shard_count() as i64);
+            m.set_partitions(held as i64);
         }
         Ok(())
     }

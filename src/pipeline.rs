@@ -1,19 +1,24 @@
-//! The continuous pipeline: batches from a source → scoring core (one per partition) → sinks,
-//! with the engine clock advanced on a tick so quiet accounts are detected without any event
-//! arriving, and, in `vigil run`, per-partition checkpoints that the source's offsets follow.
+//! The continuous pipeline's coordinator: routes batches from a source to the partitions'
+//! actors ([`crate::partitions`]), ticks their clocks so quiet accounts are detected without any
+//! event arriving, and, in `vigil run`, checkpoints each partition (its state, position and the
+//! history it produced) and acknowledges batches to the source only once a durable checkpoint
+//! covers them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use arrow::array::RecordBatch;
+use tokio::sync::{Semaphore, mpsc};
 use vigil_connectors::Ack;
 use vigil_connectors::kafka::SourceBatch;
-use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringCore, ShardId, ShardedCore};
+use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringCore, ShardId};
 
-use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, OwnerRequest, PartitionProgress};
+use crate::actor::{Input, PartitionActor, TickTime};
+use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, OwnerRequest};
+use crate::partitions::{Partitions, Report, WorkerMsg};
 
 /// Wall-clock time in epoch milliseconds.
 pub fn wall_ms() -> i64 {
@@ -43,16 +48,27 @@ pub enum Clock {
 }
 
 impl Clock {
+    /// The outside times a tick reads, now.
+    pub fn tick_time(&self) -> TickTime {
+        TickTime {
+            wall_ms: wall_ms(),
+            shared_ms: match self {
+                Clock::Shared { time, .. } => time.load(Ordering::Relaxed),
+                _ => i64::MIN,
+            },
+        }
+    }
+
     /// The clock's time in epoch milliseconds, given a partition's greatest applied event time,
-    /// whether it is busy (a batch arrived since the last tick) and whether it is caught up (its
-    /// last batch or marker reached the partition's end).
-    pub fn now_ms(&self, max_event_ms: Option<i64>, busy: bool, caught_up: bool) -> i64 {
+    /// whether it is busy (a batch arrived since the last tick), whether it is caught up (its
+    /// last batch or marker reached the partition's end) and the outside times of the tick.
+    pub fn now_ms(&self, max_event_ms: Option<i64>, busy: bool, caught_up: bool, time: TickTime) -> i64 {
         match self {
             Clock::Event => max_event_ms.unwrap_or(i64::MIN),
-            Clock::Wall if caught_up && !busy => wall_ms(),
+            Clock::Wall if caught_up && !busy => time.wall_ms,
             Clock::Wall => max_event_ms.unwrap_or(i64::MIN),
-            Clock::Shared { time, max_ahead_ms } => {
-                let t = time.load(Ordering::Relaxed);
+            Clock::Shared { max_ahead_ms, .. } => {
+                let t = time.shared_ms;
                 match max_event_ms {
                     Some(e) => t.min(e.saturating_add(*max_ahead_ms)),
                     None => t,
@@ -97,37 +113,42 @@ impl PipelineStats {
     }
 }
 
-/// The scoring state as shared with readers (SQL, the demo view).
-pub type SharedCore = Arc<RwLock<ShardedCore>>;
-
 /// The shard of batches from sources without partitions (files, replay).
 pub fn unpartitioned_shard() -> ShardId {
     (Arc::from("_"), 0)
 }
 
-/// Where the pipeline's results go. `on_batch` and `on_tick` run while the pipeline still holds
-/// the core's write lock (so `core` is the state right after the change): they only buffer
-/// (history tails, alert lines, score updates), no I/O; `after_step` follows once the lock is
-/// released and does the sink's I/O. All run before the batch is acknowledged to its source:
-/// an error stops the pipeline without acknowledging.
-pub trait PipelineSink {
-    /// A batch was applied; `outcome.alerts` are the alerts it raised.
-    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()>;
-    /// The clock advanced and raised `alerts`, by partition (often none).
-    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()>;
-    /// Partitions were checkpointed (their state up to here is durable).
-    fn on_checkpoint(&mut self, _written: usize, _core: &ShardedCore) -> anyhow::Result<()> {
+/// Performs the effects of partitions' steps. Each worker thread of [`crate::partitions`] has
+/// its own copy (a clone of the one given to [`run`]) and calls it right after a step of one of
+/// its partitions, with that partition's state (`core`) as the step left it: no lock is shared
+/// with other partitions. History tails, alert lines and score updates are buffered in
+/// `on_batch`/`on_tick`; `after_step` does the I/O. All run before the batch is acknowledged to
+/// its source: an error stops the pipeline without acknowledging. The copy given to [`run`]
+/// itself gets `on_restored` and `on_checkpoint`.
+pub trait PipelineSink: Send {
+    /// A batch of partition `shard` was applied; `outcome.alerts` are the alerts it raised.
+    fn on_batch(
+        &mut self,
+        shard: &ShardId,
+        batch: &RecordBatch,
+        outcome: &ApplyOutcome,
+        core: &ScoringCore,
+    ) -> anyhow::Result<()>;
+    /// The clock of partition `shard` advanced and raised `alerts` (never empty).
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()>;
+    /// A round of checkpoints was written: `written` partitions of the `held` ones.
+    fn on_checkpoint(&mut self, _written: usize, _held: usize) -> anyhow::Result<()> {
         Ok(())
     }
-    /// A batch is done (applied and handed on) after `elapsed` in the pipeline.
+    /// A batch is done (applied and handed on) after `elapsed` in its worker.
     fn on_batch_done(&mut self, _outcome: &ApplyOutcome, _elapsed: Duration) {}
-    /// After a batch or a tick, with the core's lock released: the I/O of what was buffered.
+    /// After a step that produced something: the I/O of what was buffered.
     fn after_step(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
     /// Takes the history `shard` produced since its last checkpoint, at the moment its state is
     /// copied for checkpoint number `seq`; the returned write makes that history durable, and
-    /// runs (off the pipeline's task) before the checkpoint itself is written.
+    /// runs (off the partitions' threads) before the checkpoint itself is written.
     fn history_cut(&mut self, _shard: &ShardId, _seq: u64) -> Option<HistoryWrite> {
         None
     }
@@ -153,35 +174,18 @@ pub struct Checkpointing {
     pub requests: mpsc::UnboundedReceiver<OwnerRequest>,
 }
 
-/// The pipeline's state between events.
-struct Pipeline<'a, S: PipelineSink> {
-    core: SharedCore,
-    clock: Clock,
-    sink: &'a mut S,
-    stats: PipelineStats,
-    /// Partitions that received a batch since the last tick.
-    busy: BTreeSet<ShardId>,
-    /// Partitions whose last batch (or marker) reached the partition's end.
-    caught_up: BTreeSet<ShardId>,
-    progress: BTreeMap<ShardId, PartitionProgress>,
-    /// With checkpoints: acknowledgements held until a checkpoint covers their batches, by
-    /// partition.
-    held: BTreeMap<ShardId, Vec<Ack>>,
-    /// Partitions changed since their last checkpoint.
-    changed: BTreeSet<ShardId>,
-    /// Partitions revoked while stopping: still in the core for the final report, never
-    /// checkpointed again (their new owner may already be writing their checkpoints).
-    released: BTreeSet<ShardId>,
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
-    store: Option<CheckpointStore>,
-    /// The partition checkpoint being written, if any, and the rest of its round.
-    writing: Option<CheckpointWrite>,
-    round: VecDeque<ShardId>,
-    round_written: usize,
-    writes: u64,
-    written: mpsc::UnboundedSender<u64>,
+/// When partitions' clocks advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ticking {
+    /// Every partition, at this interval (and once at the end).
+    Every(Duration),
+    /// A partition right after each of its batches (and once at the end): deterministic for a
+    /// given input (replay).
+    AfterEachBatch,
 }
+
+/// Batches queued per worker thread before the source waits.
+const QUEUED_PER_WORKER: usize = 8;
 
 /// Tells the pipeline a checkpoint write is over, also when it failed or panicked.
 struct SendOnDrop(mpsc::UnboundedSender<u64>, u64);
@@ -200,180 +204,281 @@ struct CheckpointWrite {
     acks: Vec<Ack>,
 }
 
-fn lock_err() -> anyhow::Error {
-    anyhow::anyhow!("scoring core lock poisoned")
+/// A partition's checkpoint ready to be written.
+struct ReadyCheckpoint {
+    job: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+    acks: Vec<Ack>,
 }
 
-impl<S: PipelineSink> Pipeline<'_, S> {
-    fn apply(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
-        if let Some(span) = batch.span.as_ref().filter(|s| s.is_marker()) {
+/// The coordinator's state between events.
+struct Coordinator<'a, S: PipelineSink> {
+    parts: Partitions,
+    clock: Clock,
+    ticking: Ticking,
+    sink: &'a mut S,
+    stats: PipelineStats,
+    /// Batches that may still be queued, per worker.
+    queued: Vec<Arc<Semaphore>>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    synced: usize,
+    store: Option<CheckpointStore>,
+    /// With checkpoints: acknowledgements held until a checkpoint covers their batches, by
+    /// partition.
+    held: BTreeMap<ShardId, Vec<Ack>>,
+    /// Partitions changed since their last checkpoint.
+    changed: BTreeSet<ShardId>,
+    /// Partitions revoked while stopping: still held for the final report, never checkpointed
+    /// again (their new owner may already be writing their checkpoints).
+    released: BTreeSet<ShardId>,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// Checkpoints of the round asked of partitions, with the acknowledgements they cover.
+    asked: BTreeMap<ShardId, Vec<Ack>>,
+    /// Checkpoints ready, written one at a time.
+    ready: VecDeque<ReadyCheckpoint>,
+    writing: Option<CheckpointWrite>,
+    round_written: usize,
+    writes: u64,
+    written: mpsc::UnboundedSender<u64>,
+    written_rx: mpsc::UnboundedReceiver<u64>,
+}
+
+impl<S: PipelineSink> Drop for Coordinator<'_, S> {
+    fn drop(&mut self) {
+        // The workers' copies of the sink go (also when the pipeline failed).
+        let _ = self.parts.broadcast(|| WorkerMsg::Detach);
+    }
+}
+
+impl<S: PipelineSink> Coordinator<'_, S> {
+    /// The worker of `shard`, a fresh partition adopted when new.
+    fn route(&mut self, shard: &ShardId) -> anyhow::Result<usize> {
+        if let Some(w) = self.parts.worker_of(shard) {
+            return Ok(w);
+        }
+        let actor = PartitionActor::new(
+            shard.clone(),
+            self.parts.config(),
+            self.clock.clone(),
+            self.parts.dims().clone(),
+        )?;
+        self.parts.adopt(actor)?;
+        self.parts
+            .worker_of(shard)
+            .ok_or_else(|| anyhow::anyhow!("partition {}/{} was not adopted", shard.0, shard.1))
+    }
+
+    /// Hands a batch to its partition's worker (waiting while that worker has
+    /// [`QUEUED_PER_WORKER`] batches queued).
+    async fn forward(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+        let SourceBatch { batch, ack, span } = batch;
+        let shard = span.as_ref().map_or_else(unpartitioned_shard, |s| s.partition.clone());
+        let w = self.route(&shard)?;
+        if span.as_ref().is_some_and(|s| s.is_marker()) {
             // Nothing read: the partition is caught up and idle.
-            self.caught_up.insert(span.partition.clone());
-            batch.ack.ack();
+            self.parts.send(
+                w,
+                WorkerMsg::Step {
+                    shard,
+                    input: Input::CaughtUp,
+                    ack: None,
+                    then_tick: None,
+                    permit: None,
+                },
+            )?;
+            ack.ack();
             return Ok(());
         }
-        let started = Instant::now();
-        let shard = batch
-            .span
-            .as_ref()
-            .map_or_else(unpartitioned_shard, |s| s.partition.clone());
-        let outcome = {
-            let mut core = self.core.write().map_err(|_| lock_err())?;
-            let outcome = if batch.batch.num_rows() > 0 {
-                core.apply_batch(&shard, &batch.batch)?
-            } else {
-                core.shard_mut(&shard)?;
-                ApplyOutcome::default()
-            };
-            self.sink.on_batch(&batch, &outcome, &core)?;
-            outcome
-        };
-        self.sink.after_step()?;
-        self.sink.on_batch_done(&outcome, started.elapsed());
-        self.stats.batches += 1;
-        self.stats.events += outcome.applied as u64;
-        self.stats.duplicates += outcome.duplicates as u64;
-        self.stats.late += outcome.late as u64;
-        self.stats.alerts += outcome.alerts.len() as u64;
-        let p = self.progress.entry(shard.clone()).or_default();
-        let messages = batch
-            .span
-            .as_ref()
-            .map_or(batch.batch.num_rows() as u64, |s| s.messages);
-        if let Some(span) = &batch.span {
-            p.next_offset = Some(span.next_offset);
-            p.dead_lettered += span.dead_lettered;
-            if span.caught_up {
-                self.caught_up.insert(shard.clone());
-            } else {
-                self.caught_up.remove(&shard);
-            }
-        }
-        p.messages += messages;
-        p.valid += batch.batch.num_rows() as u64;
-        p.applied += outcome.applied as u64;
-        p.duplicates += outcome.duplicates as u64;
-        p.late += outcome.late as u64;
-        self.busy.insert(shard.clone());
-        if self.store.is_some() {
-            self.held.entry(shard.clone()).or_default().push(batch.ack);
-            self.changed.insert(shard);
+        let messages = span.as_ref().map_or(batch.num_rows() as u64, |s| s.messages);
+        let ack = if self.store.is_some() {
+            self.held.entry(shard.clone()).or_default().push(ack);
+            self.changed.insert(shard.clone());
             self.since_checkpoint += messages;
+            None
         } else {
-            batch.ack.ack();
-        }
-        Ok(())
-    }
-
-    /// Advances each partition's clock; returns how many alerts it raised.
-    fn tick(&mut self) -> anyhow::Result<u64> {
-        let raised = {
-            let mut core = self.core.write().map_err(|_| lock_err())?;
-            let busy = std::mem::take(&mut self.busy);
-            let clock = &self.clock;
-            let caught_up = &self.caught_up;
-            let alerts =
-                core.advance_clock(|id, c| clock.now_ms(c.max_event_ms(), busy.contains(id), caught_up.contains(id)));
-            self.sink.on_tick(&alerts, &core)?;
-            alerts.iter().map(|(_, a)| a.len() as u64).sum()
+            Some(ack)
         };
-        self.sink.after_step()?;
-        Ok(raised)
+        let permit = self.queued[w].clone().acquire_owned().await?;
+        let then_tick = (self.ticking == Ticking::AfterEachBatch).then(|| self.clock.tick_time());
+        self.parts.send(
+            w,
+            WorkerMsg::Step {
+                shard,
+                input: Input::Batch { batch, span },
+                ack,
+                then_tick,
+                permit: Some(permit),
+            },
+        )?;
+        self.stats.batches += 1;
+        Ok(())
     }
 
-    /// Starts a checkpoint round over every changed partition. Partitions are written one at a
-    /// time: each one's core is copied under the lock when its turn comes (a memory copy of one
-    /// partition, not of all), then encoded and written on a blocking thread while batches keep
-    /// flowing; its held acknowledgements are released when its write completes (the source
-    /// commits offsets only up to checkpointed batches). Callers wait for the round in flight
-    /// first (see [`Pipeline::checkpoint_now`]) or skip.
-    fn begin_checkpoint(&mut self) -> anyhow::Result<()> {
-        if self.store.is_none() {
-            return Ok(());
-        }
-        debug_assert!(self.writing.is_none(), "one checkpoint round at a time");
-        let changed = std::mem::take(&mut self.changed);
-        self.round = changed.into_iter().filter(|id| !self.released.contains(id)).collect();
-        self.round_written = 0;
-        self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
-        self.write_next()
+    /// Advances every partition's clock.
+    fn tick(&mut self) -> anyhow::Result<()> {
+        let time = self.clock.tick_time();
+        self.parts.broadcast(|| WorkerMsg::Tick(time))
     }
 
-    /// Starts the write of the round's next partition, or ends the round.
-    fn write_next(&mut self) -> anyhow::Result<()> {
-        let Some(store) = &self.store else { return Ok(()) };
-        while let Some(id) = self.round.pop_front() {
-            let copy = {
-                let core = self.core.read().map_err(|_| lock_err())?;
-                core.shard(&id).cloned()
-            };
-            let Some(shard) = copy else { continue };
-            let progress = {
-                let p = self.progress.entry(id.clone()).or_default();
-                p.checkpoints += 1;
-                *p
-            };
-            // Cut with the state copy: nothing was applied in between.
-            let history = self.sink.history_cut(&id, progress.checkpoints);
-            let acks = self.held.remove(&id).unwrap_or_default();
-            let store = store.clone();
-            self.writes += 1;
-            let seq = self.writes;
-            let written = self.written.clone();
-            let task = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                let _done = SendOnDrop(written, seq);
-                if let Some(history) = history {
-                    history()?;
-                }
-                store.save(&Checkpoint {
-                    version: CHECKPOINT_VERSION,
-                    topic: id.0.to_string(),
-                    partition: id.1,
-                    written_at_ms: wall_ms(),
-                    progress,
-                    state: shard.snapshot(),
-                    inputs: Vec::new(),
-                })
-            });
-            self.writing = Some(CheckpointWrite { seq, task, acks });
-            return Ok(());
-        }
-        if self.round_written > 0 {
-            self.stats.checkpoints += 1;
-            let core = self.core.read().map_err(|_| lock_err())?;
-            self.sink.on_checkpoint(self.round_written, &core)?;
-            tracing::debug!(partitions = self.round_written, "checkpoint written");
-            self.round_written = 0;
+    /// Takes in a worker's report.
+    fn on_report(&mut self, report: Report) -> anyhow::Result<()> {
+        match report {
+            Report::Applied {
+                applied,
+                duplicates,
+                late,
+                alerts,
+            } => {
+                self.stats.events += applied;
+                self.stats.duplicates += duplicates;
+                self.stats.late += late;
+                self.stats.alerts += alerts;
+            }
+            Report::Ticked { alerts } => self.stats.alerts += alerts,
+            Report::CheckpointReady {
+                shard,
+                progress,
+                state,
+                history,
+            } => {
+                let acks = self.asked.remove(&shard).unwrap_or_default();
+                let Some(store) = self.store.clone() else {
+                    return Ok(());
+                };
+                let job = move || -> anyhow::Result<()> {
+                    if let Some(history) = history {
+                        history()?;
+                    }
+                    store.save(&Checkpoint {
+                        version: CHECKPOINT_VERSION,
+                        topic: shard.0.to_string(),
+                        partition: shard.1,
+                        written_at_ms: wall_ms(),
+                        progress,
+                        state: state.snapshot(),
+                        inputs: Vec::new(),
+                    })
+                };
+                self.ready.push_back(ReadyCheckpoint {
+                    job: Box::new(job),
+                    acks,
+                });
+                self.write_next();
+            }
+            Report::Synced => self.synced += 1,
+            Report::Failed(e) => anyhow::bail!("{e}"),
         }
         Ok(())
     }
 
-    /// Completes the partition write in flight (if any): releases its acknowledgements, then
-    /// starts the round's next write.
-    async fn finish_checkpoint(&mut self) -> anyhow::Result<()> {
-        let Some(w) = self.writing.as_mut() else { return Ok(()) };
-        let result = (&mut w.task).await;
-        let w = self.writing.take().expect("a write in flight");
-        result.map_err(|e| anyhow::anyhow!("checkpoint writer: {e}"))??;
-        for ack in w.acks {
+    /// Starts writing the next ready checkpoint unless one is being written.
+    fn write_next(&mut self) {
+        if self.writing.is_some() {
+            return;
+        }
+        let Some(ReadyCheckpoint { job, acks }) = self.ready.pop_front() else {
+            return;
+        };
+        self.writes += 1;
+        let seq = self.writes;
+        let written = self.written.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _done = SendOnDrop(written, seq);
+            job()
+        });
+        self.writing = Some(CheckpointWrite { seq, task, acks });
+    }
+
+    /// A checkpoint write is over: its acknowledgements are released when it succeeded.
+    async fn on_written(&mut self, seq: u64) -> anyhow::Result<()> {
+        if self.writing.as_ref().is_none_or(|w| w.seq != seq) {
+            return Ok(());
+        }
+        let Some(CheckpointWrite { task, acks, .. }) = self.writing.take() else {
+            return Ok(());
+        };
+        task.await
+            .map_err(|e| anyhow::anyhow!("checkpoint write panicked: {e}"))??;
+        for ack in acks {
             ack.ack();
         }
         self.round_written += 1;
-        self.write_next()
+        self.write_next();
+        if self.round_done() {
+            self.stats.checkpoints += 1;
+            self.sink.on_checkpoint(self.round_written, self.parts.held())?;
+            tracing::debug!(partitions = self.round_written, "checkpoint written");
+        }
+        Ok(())
     }
 
-    /// Checkpoints every changed partition and returns once it is durable.
+    /// True when no checkpoint of the round is asked for, ready or being written.
+    fn round_done(&self) -> bool {
+        self.asked.is_empty() && self.ready.is_empty() && self.writing.is_none()
+    }
+
+    /// Asks every changed partition for its checkpoint (none when a round is in flight). Each
+    /// partition copies its state (and cuts its history) at its next step, between batches;
+    /// the copies are encoded and written one at a time off the partitions' threads while
+    /// batches keep flowing; a partition's held acknowledgements are released when its write
+    /// completes (the source commits offsets only up to checkpointed batches).
+    fn begin_checkpoint(&mut self) -> anyhow::Result<()> {
+        if self.store.is_none() || !self.round_done() {
+            return Ok(());
+        }
+        self.round_written = 0;
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        for id in std::mem::take(&mut self.changed) {
+            if self.released.contains(&id) {
+                continue;
+            }
+            let Some(w) = self.parts.worker_of(&id) else { continue };
+            let acks = self.held.remove(&id).unwrap_or_default();
+            self.asked.insert(id.clone(), acks);
+            self.parts.send(
+                w,
+                WorkerMsg::Step {
+                    shard: id,
+                    input: Input::Checkpoint,
+                    ack: None,
+                    then_tick: None,
+                    permit: None,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The next report or finished write, while waiting for something.
+    async fn next_event(&mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            Some(r) = self.reports.recv() => self.on_report(r),
+            Some(seq) = self.written_rx.recv() => self.on_written(seq).await,
+        }
+    }
+
+    /// Waits until the round in flight (if any) is written.
+    async fn finish_round(&mut self) -> anyhow::Result<()> {
+        while !self.round_done() {
+            self.next_event().await?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints every changed partition now, after the round in flight, and waits for it.
     async fn checkpoint_now(&mut self) -> anyhow::Result<()> {
         self.finish_round().await?;
         self.begin_checkpoint()?;
         self.finish_round().await
     }
 
-    /// Waits until the round in flight (if any) is written.
-    async fn finish_round(&mut self) -> anyhow::Result<()> {
-        while self.writing.is_some() {
-            self.finish_checkpoint().await?;
+    /// Waits until every worker has done everything sent to it so far.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        self.synced = 0;
+        self.parts.broadcast(|| WorkerMsg::Sync)?;
+        while self.synced < self.parts.workers() {
+            self.next_event().await?;
         }
         Ok(())
     }
@@ -381,7 +486,7 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     /// Starts a checkpoint when one is due (every `interval` or `max_messages`) and none is
     /// being written.
     fn checkpoint_if_due(&mut self, interval: Duration, max_messages: u64) -> anyhow::Result<()> {
-        if self.store.is_none() || self.writing.is_some() {
+        if self.store.is_none() || !self.round_done() {
             return Ok(());
         }
         let due = self.since_checkpoint >= max_messages
@@ -410,21 +515,19 @@ impl<S: PipelineSink> Pipeline<'_, S> {
             };
             let seq = restored.as_ref().map_or(0, |(_, p)| p.checkpoints);
             self.sink.on_restored(id, seq)?;
-            let mut core = self.core.write().map_err(|_| lock_err())?;
-            match restored {
-                Some((shard, progress)) => {
-                    tracing::info!(topic = %id.0, partition = id.1, accounts = shard.len(), next_offset = ?progress.next_offset, "partition restored from its checkpoint");
-                    core.insert_shard(id.clone(), shard);
-                    self.progress.insert(id.clone(), progress);
+            let (clock, dims) = (self.clock.clone(), self.parts.dims().clone());
+            let actor = match restored {
+                Some((core, progress)) => {
+                    tracing::info!(topic = %id.0, partition = id.1, accounts = core.len(), next_offset = ?progress.next_offset, "partition restored from its checkpoint");
                     starts.push(progress.next_offset);
+                    PartitionActor::restored(id.clone(), core, progress, clock, dims)
                 }
                 None => {
-                    let fresh = ScoringCore::new(core.config().clone())?;
-                    core.insert_shard(id.clone(), fresh);
-                    self.progress.insert(id.clone(), PartitionProgress::default());
                     starts.push(None);
+                    PartitionActor::new(id.clone(), self.parts.config(), clock, dims)?
                 }
-            }
+            };
+            self.parts.adopt(actor)?;
         }
         Ok(starts)
     }
@@ -432,42 +535,38 @@ impl<S: PipelineSink> Pipeline<'_, S> {
     /// Checkpoints everything (revoked partitions must be durable before their new owner
     /// restores them), the revoked partitions whether or not a batch changed them since their
     /// last checkpoint (clock ticks change state too), and drops the revoked partitions unless
-    /// `keep`: a revocation while stopping leaves them in the core, so what the process
-    /// reports last (the health table, SQL until exit) is still the state of every partition
-    /// it held.
+    /// `keep`: a revocation while stopping leaves them held, so what the process reports last
+    /// (the health table, SQL until exit) is still the state of every partition it held.
     async fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
-        // A partition the core does not hold is skipped by the round.
+        // A partition not held is skipped by the round.
         self.changed.extend(parts.iter().cloned());
         self.checkpoint_now().await?;
         if keep {
             self.released.extend(parts.iter().cloned());
             return Ok(());
         }
-        let mut core = self.core.write().map_err(|_| lock_err())?;
         for id in parts {
-            core.remove_shard(id);
-            self.progress.remove(id);
-            self.busy.remove(id);
-            self.caught_up.remove(id);
+            self.parts.release(id)?;
         }
         Ok(())
     }
 }
 
-/// Runs until the source closes its channel. Every batch is applied to its partition's core and
-/// handed to `sink`; alerts from clock ticks go to `sink` too. Without `checkpoints` a batch is
-/// acknowledged right after; with them, after the next checkpoint covers it (every
-/// `interval` or `max_messages`, on revocation and at the end), and partitions are restored
-/// from their checkpoints when assigned. When `shutdown` completes, `stop_source` is called
-/// and the batches still in flight are drained until the source closes the channel; then a
-/// last clock advance and a final checkpoint.
+/// Runs until the source closes its channel. Every batch goes to its partition's actor, whose
+/// worker applies it and hands the effects to its copy of `sink`; clock ticks go to every
+/// partition as `ticking` says. Without `checkpoints` a batch is acknowledged once its effects
+/// are performed; with them, after the next checkpoint covers it (every `interval` or
+/// `max_messages`, on revocation and at the end), and partitions are restored from their
+/// checkpoints when assigned. When `shutdown` completes, `stop_source` is called and the
+/// batches still in flight are drained until the source closes the channel; then a last clock
+/// advance and a final checkpoint. The partitions stay in `parts` for readers after the return.
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
+pub async fn run<S: PipelineSink + Clone + 'static>(
     mut batches: mpsc::Receiver<SourceBatch>,
-    core: SharedCore,
+    parts: Partitions,
     clock: Clock,
-    tick: Duration,
-    sink: &mut impl PipelineSink,
+    ticking: Ticking,
+    sink: &mut S,
     checkpoints: Option<Checkpointing>,
     shutdown: impl Future<Output = ()>,
     stop_source: impl FnOnce(),
@@ -476,28 +575,43 @@ pub async fn run(
         Some(c) => (Some(c.store), c.interval, c.max_messages.max(1), Some(c.requests)),
         None => (None, Duration::MAX, u64::MAX, None),
     };
-    let (written_tx, mut written_rx) = mpsc::unbounded_channel();
-    let mut p = Pipeline {
-        core,
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    for w in 0..parts.workers() {
+        parts.send(w, WorkerMsg::Attach(Box::new(sink.clone()), report_tx.clone()))?;
+    }
+    drop(report_tx);
+    let (written, written_rx) = mpsc::unbounded_channel();
+    let workers = parts.workers();
+    let mut p = Coordinator {
+        parts,
         clock,
+        ticking,
         sink,
         stats: PipelineStats::default(),
-        busy: BTreeSet::new(),
-        caught_up: BTreeSet::new(),
-        progress: BTreeMap::new(),
+        queued: (0..workers)
+            .map(|_| Arc::new(Semaphore::new(QUEUED_PER_WORKER)))
+            .collect(),
+        reports,
+        synced: 0,
+        store,
         held: BTreeMap::new(),
         changed: BTreeSet::new(),
         released: BTreeSet::new(),
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
-        store,
+        asked: BTreeMap::new(),
+        ready: VecDeque::new(),
         writing: None,
-        round: VecDeque::new(),
         round_written: 0,
         writes: 0,
-        written: written_tx,
+        written,
+        written_rx,
     };
-    let mut ticker = tokio::time::interval(tick);
+    let period = match ticking {
+        Ticking::Every(d) => d,
+        Ticking::AfterEachBatch => Duration::from_secs(3600),
+    };
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
     let mut stop_source = Some(stop_source);
@@ -522,7 +636,7 @@ pub async fn run(
                         // The source is blocked in its rebalance callback: everything it read
                         // before is already in the channel. Apply it, then checkpoint.
                         while let Ok(b) = batches.try_recv() {
-                            p.apply(b)?;
+                            p.forward(b).await?;
                         }
                         p.revoked(&parts, stop_source.is_none()).await?;
                         let _ = reply.send(());
@@ -531,18 +645,19 @@ pub async fn run(
             }
             next = batches.recv() => {
                 let Some(batch) = next else { break };
-                p.apply(batch)?;
+                p.forward(batch).await?;
                 p.checkpoint_if_due(interval, max_messages)?;
             }
-            _ = ticker.tick() => {
-                p.stats.alerts += p.tick()?;
+            _ = ticker.tick(), if ticking != Ticking::AfterEachBatch => {
+                p.tick()?;
                 p.checkpoint_if_due(interval, max_messages)?;
             }
-            Some(seq) = written_rx.recv() => {
-                if p.writing.as_ref().is_some_and(|w| w.seq == seq) {
-                    p.finish_checkpoint().await?;
-                    p.checkpoint_if_due(interval, max_messages)?;
-                }
+            Some(r) = p.reports.recv() => {
+                p.on_report(r)?;
+            }
+            Some(seq) = p.written_rx.recv() => {
+                p.on_written(seq).await?;
+                p.checkpoint_if_due(interval, max_messages)?;
             }
         }
     }
@@ -551,8 +666,10 @@ pub async fn run(
     drop(requests);
     // A last clock advance: what is due by now (e.g. a quiet deadline passed while the final
     // batches drained) is raised before the pipeline reports done; then the final checkpoint.
-    p.stats.alerts += p.tick()?;
+    p.tick()?;
+    p.settle().await?;
     p.checkpoint_now().await?;
+    p.settle().await?;
     Ok(p.stats)
 }
 
@@ -566,14 +683,25 @@ mod tests {
 
     use super::*;
 
+    #[derive(Clone)]
     struct NoSink;
     impl PipelineSink for NoSink {
-        fn on_batch(&mut self, _: &SourceBatch, _: &ApplyOutcome, _: &ShardedCore) -> anyhow::Result<()> {
+        fn on_batch(&mut self, _: &ShardId, _: &RecordBatch, _: &ApplyOutcome, _: &ScoringCore) -> anyhow::Result<()> {
             Ok(())
         }
-        fn on_tick(&mut self, _: &[(ShardId, Vec<Alert>)], _: &ShardedCore) -> anyhow::Result<()> {
+        fn on_tick(&mut self, _: &ShardId, _: &[Alert], _: &ScoringCore) -> anyhow::Result<()> {
             Ok(())
         }
+    }
+
+    /// The partitions held, in order.
+    fn held(parts: &Partitions) -> Vec<ShardId> {
+        parts
+            .each(|_, _| ())
+            .expect("partitions")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     fn shard(p: i32) -> ShardId {
@@ -619,12 +747,12 @@ mod tests {
     }
 
     /// Runs the pipeline over partitions 0 and 1 (assigned, one batch each), then revokes
-    /// partition 0 either in the middle of the run or as the source stops; returns the core at
-    /// the end and the store.
-    async fn revoke_run(while_stopping: bool) -> (SharedCore, CheckpointStore, tempfile::TempDir) {
+    /// partition 0 either in the middle of the run or as the source stops; returns the
+    /// partitions at the end and the store.
+    async fn revoke_run(while_stopping: bool) -> (Partitions, CheckpointStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = CheckpointStore::open(dir.path()).expect("store");
-        let core: SharedCore = Arc::new(RwLock::new(ShardedCore::new(ScoringConfig::default()).expect("core")));
+        let parts = Partitions::new(ScoringConfig::default(), &[], 2).expect("partitions");
         let (req_tx, requests) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(16);
         let (assigned, assigned_rx) = sync_channel(1);
@@ -656,8 +784,8 @@ mod tests {
         });
         let shutdown = async {
             if while_stopping {
-                // Stop once both batches are in the core.
-                while core.read().expect("lock").len() < 2 {
+                // Stop once both batches are applied.
+                while parts.accounts().expect("partitions") < 2 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             } else {
@@ -672,9 +800,9 @@ mod tests {
         };
         let stats = run(
             rx,
-            core.clone(),
+            parts.clone(),
             Clock::Event,
-            Duration::from_millis(10),
+            Ticking::Every(Duration::from_millis(10)),
             &mut NoSink,
             Some(checkpoints),
             shutdown,
@@ -686,7 +814,7 @@ mod tests {
         .expect("run");
         source.join().expect("source thread");
         assert_eq!(stats.events, 6);
-        (core, store, dir)
+        (parts, store, dir)
     }
 
     #[test]
@@ -704,10 +832,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_partition_is_checkpointed_and_dropped() {
-        let (core, store, _dir) = revoke_run(false).await;
-        let core = core.read().expect("lock");
-        assert!(core.shard(&shard(0)).is_none(), "partition 0 was given up");
-        assert!(core.shard(&shard(1)).is_some());
+        let (parts, store, _dir) = revoke_run(false).await;
+        assert_eq!(held(&parts), vec![shard(1)], "partition 0 was given up");
         let c = store
             .load(&shard(0))
             .expect("load")
@@ -723,13 +849,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_revocation_while_stopping_keeps_the_partition_for_the_final_report() {
-        let (core, store, _dir) = revoke_run(true).await;
-        let core = core.read().expect("lock");
-        assert!(
-            core.shard(&shard(0)).is_some(),
+        let (parts, store, _dir) = revoke_run(true).await;
+        assert_eq!(
+            held(&parts),
+            vec![shard(0), shard(1)],
             "the health table still covers partition 0"
         );
-        assert_eq!(core.len(), 2);
+        assert_eq!(parts.accounts().expect("partitions"), 2);
+        assert_eq!(parts.health_batch().expect("health").num_rows(), 2);
         let c = store.load(&shard(0)).expect("load").expect("checkpoint");
         assert_eq!(
             c.progress.messages, 1_000,

@@ -4,7 +4,7 @@
 //! batches in flight, commit, write the history tails, stop the hooks (undelivered alerts stay
 //! in the outbox for the next start), exit 0.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +13,6 @@ use vigil_connectors::kafka::{self, KafkaScoresSink};
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
 use vigil_connectors::routing::HooksConfig;
 use vigil_engine::rules::RuleAlert;
-use vigil_engine::scoring::ShardedCore;
 use vigil_queries::rules::RuleSet;
 use vigil_queries::server::Credentials;
 
@@ -23,7 +22,8 @@ use crate::http::Health;
 use crate::live::{LiveTables, start_sql_server};
 use crate::metrics::RunMetrics;
 use crate::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
-use crate::pipeline::{self, Clock, PipelineStats, SharedCore};
+use crate::partitions::{Partitions, default_workers};
+use crate::pipeline::{self, Clock, PipelineStats, Ticking};
 
 async fn terminated() {
     #[cfg(unix)]
@@ -50,14 +50,18 @@ async fn terminated() {
 /// Turns rule alerts into hook alerts (tier from the live state) and hands them on.
 async fn forward_rule_alerts(
     mut rx: mpsc::Receiver<RuleAlert>,
-    core: SharedCore,
+    parts: Partitions,
     hooks: Option<mpsc::UnboundedSender<Vec<HookAlert>>>,
     print: bool,
     metrics: Arc<RunMetrics>,
 ) {
     while let Some(alert) = rx.recv().await {
         metrics.alert_raised("rule");
-        let tier = core.read().map(|c| tier_of(&c, &alert.account_id)).unwrap_or_default();
+        let (parts, id) = (parts.clone(), alert.account_id.clone());
+        let is_key = tokio::task::spawn_blocking(move || parts.is_key(&id))
+            .await
+            .is_ok_and(|k| k.unwrap_or(false));
+        let tier = tier_of(is_key);
         let hook = HookAlert::from_rule(&alert, tier);
         if print && let Ok(line) = serde_json::to_string(&hook) {
             println!("{line}");
@@ -108,14 +112,10 @@ pub async fn run(cfg: VigilConfig) -> anyhow::Result<PipelineStats> {
 
 /// Runs the pipeline until `shutdown` completes.
 pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<PipelineStats> {
-    let mut core = ShardedCore::new(cfg.scoring.clone())?;
-    for a in &cfg.accounts {
-        core.upsert_account(a.clone());
-    }
-    let core: SharedCore = Arc::new(RwLock::new(core));
+    let parts = Partitions::new(cfg.scoring.clone(), &cfg.accounts, default_workers())?;
     let metrics = RunMetrics::new();
     let health = Health::new();
-    let live = LiveTables::open(&cfg.data_dir, &cfg.accounts, core.clone())?;
+    let live = LiveTables::open(&cfg.data_dir, &cfg.accounts, parts.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -143,7 +143,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         let (tx, rx) = mpsc::channel(1024);
         tasks.push(tokio::spawn(forward_rule_alerts(
             rx,
-            core.clone(),
+            parts.clone(),
             hook_tx.clone(),
             cfg.print_alerts,
             metrics.clone(),
@@ -236,9 +236,9 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     };
     let result = pipeline::run(
         batches,
-        core.clone(),
+        parts.clone(),
         clock,
-        Duration::from_millis(cfg.tick_ms.max(10)),
+        Ticking::Every(Duration::from_millis(cfg.tick_ms.max(10))),
         &mut outputs,
         Some(checkpoints),
         shutdown,
@@ -256,13 +256,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     // Shutdown: history tails and the health table to disk (`vigil sql --data-dir` reads
     // them), then the background tasks.
     outputs.flush()?;
-    {
-        let health = core
-            .read()
-            .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
-            .health_batch();
-        vigil_queries::DataDir::new(&cfg.data_dir).save_health(&health)?;
-    }
+    vigil_queries::DataDir::new(&cfg.data_dir).save_health(&parts.health_batch()?)?;
     drop(outputs);
     let _ = stop_tx.send(true);
     if let Some(s) = server {

@@ -126,6 +126,9 @@ pub struct SegmentStore {
     schema: SchemaRef,
     ts_column: usize,
     state: Arc<RwLock<State>>,
+    /// Held while the unkeyed tail is written ([`SegmentStore::flush_segment`]): one flush at a
+    /// time, without holding `state` during the write.
+    flushing: Arc<std::sync::Mutex<()>>,
     counters: Arc<ScanCounters>,
 }
 
@@ -198,6 +201,7 @@ impl SegmentStore {
                 next_seq,
                 graveyard: Vec::new(),
             })),
+            flushing: Arc::default(),
             counters: Arc::new(ScanCounters::default()),
         })
     }
@@ -255,11 +259,16 @@ impl SegmentStore {
     /// segment is in place. Committing the same cut again rewrites the same file and drops
     /// nothing more. `None` (and no file) for an empty cut.
     pub fn commit(&self, cut: TailCut, name: &str) -> Result<Option<SegmentMeta>> {
+        self.commit_as(cut, name, true)
+    }
+
+    /// [`SegmentStore::commit`], fsynced when `durable`.
+    fn commit_as(&self, cut: TailCut, name: &str, durable: bool) -> Result<Option<SegmentMeta>> {
         if cut.batches.is_empty() {
             return Ok(None);
         }
         let path = self.dir.join(format!("{name}.parquet"));
-        let meta = write_segment(&path, &self.schema, self.ts_column, &cut.batches, true, &[])?;
+        let meta = write_segment(&path, &self.schema, self.ts_column, &cut.batches, durable, &[])?;
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         st.segments.retain(|s| s.path != path);
         st.segments.push(meta.clone());
@@ -374,22 +383,21 @@ impl SegmentStore {
     /// (`seg-NNNNNN`) and empties it. `None` when that tail is empty. Keyed tails are left to
     /// [`SegmentStore::commit`].
     pub fn flush_segment(&self) -> Result<Option<SegmentMeta>> {
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let Some(tail) = st.tail.remove("") else {
+        // Another flush in progress takes these rows (or the next flush does).
+        let Ok(_flushing) = self.flushing.try_lock() else {
             return Ok(None);
         };
-        let path = self.dir.join(format!("seg-{:06}.parquet", st.next_seq));
-        let meta = match write_segment(&path, &self.schema, self.ts_column, &tail, false, &[]) {
-            Ok(m) => m,
-            Err(e) => {
-                st.tail.insert(String::new(), tail);
-                return Err(e);
+        let name = {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if !st.tail.contains_key("") {
+                return Ok(None);
             }
+            st.next_seq += 1;
+            format!("seg-{:06}", st.next_seq - 1)
         };
-        st.segments.push(meta.clone());
-        st.tail_rows -= meta.rows;
-        st.next_seq += 1;
-        Ok(Some(meta))
+        // Written without holding the state: appends and scans go on (they see the rows in
+        // the tail until the segment is in place).
+        self.commit_as(self.cut(""), &name, false)
     }
 
     /// A DataFusion table over this store (segments and tail).

@@ -6,6 +6,8 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use twox_hash::XxHash3_128;
@@ -31,14 +33,20 @@ pub fn content_hash(path: &Path) -> anyhow::Result<String> {
     Ok(format!("{:032x}", h.finish_128()))
 }
 
+/// Takes the next number of `counter`.
+pub fn next_seq(counter: &AtomicU64) -> u64 {
+    counter.fetch_add(1, Ordering::SeqCst) + 1
+}
+
 /// The replay partition's checkpoint as found at the start, and the history numbers used since.
 #[derive(Debug)]
 pub struct ReplayState {
     store: CheckpointStore,
     input: String,
     restored: Option<Checkpoint>,
-    /// The number of the last history segment written (starts at the restored checkpoint's).
-    seq: u64,
+    /// The number of the last history segment written (starts at the restored checkpoint's);
+    /// shared with the replay's sink, which writes history as it goes.
+    seq: Arc<AtomicU64>,
 }
 
 impl ReplayState {
@@ -52,7 +60,7 @@ impl ReplayState {
             store,
             input,
             restored,
-            seq,
+            seq: Arc::new(AtomicU64::new(seq)),
         })
     }
 
@@ -85,16 +93,21 @@ impl ReplayState {
             .transpose()
     }
 
+    /// The numbers of the history segments written, shared: see [`ReplayState::next_seq`].
+    pub fn seq_counter(&self) -> Arc<AtomicU64> {
+        self.seq.clone()
+    }
+
     /// The number for the next history segment.
-    pub fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+    pub fn next_seq(&self) -> u64 {
+        next_seq(&self.seq)
     }
 
     /// Records the finished replay: the state, the counts added to the earlier ones, and this
     /// input among those replayed. Its history must already be written (segments up to the
     /// last [`ReplayState::next_seq`]).
-    pub fn save(self, core: &ScoringCore, stats: &PipelineStats, messages: u64) -> anyhow::Result<()> {
+    /// `state` is the partition's [`ScoringCore::snapshot`].
+    pub fn save(self, state: Vec<u8>, stats: &PipelineStats, messages: u64) -> anyhow::Result<()> {
         let (mut progress, mut inputs) = match self.restored {
             Some(c) => (c.progress, c.inputs),
             None => (PartitionProgress::default(), Vec::new()),
@@ -105,7 +118,7 @@ impl ReplayState {
         progress.duplicates += stats.duplicates;
         progress.late += stats.late;
         progress.dead_lettered += messages.saturating_sub(stats.events + stats.duplicates + stats.late);
-        progress.checkpoints = self.seq;
+        progress.checkpoints = self.seq.load(Ordering::SeqCst);
         inputs.push(self.input);
         let shard = Self::shard();
         self.store.save(&Checkpoint {
@@ -114,7 +127,7 @@ impl ReplayState {
             partition: shard.1,
             written_at_ms: wall_ms(),
             progress,
-            state: core.snapshot(),
+            state,
             inputs,
         })
     }

@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -35,19 +35,19 @@ use vigil_connectors::file::{FileSource, FileSourceConfig, ParquetEventSource};
 use vigil_connectors::kafka::SourceBatch;
 use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::InvalidReason;
-use vigil_engine::scoring::{Alert, ApplyOutcome, ShardId, ShardedCore};
+use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringCore, ShardId};
 use vigil_queries::QueryError;
 use vigil_queries::sort::{SortConfig, SortStats};
 
+use crate::actor::PartitionActor;
+use crate::checkpoint::PartitionProgress;
 use crate::cli::backfill::ReplayState;
 use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
 use crate::live::LiveTables;
 use crate::outputs::RunOutputs;
-use crate::pipeline::{self, Clock, PipelineSink, PipelineStats, SharedCore};
+use crate::partitions::Partitions;
+use crate::pipeline::{self, Clock, PipelineSink, PipelineStats, Ticking};
 
-/// Engine clock tick during a replay. The reader waits for the tick that follows each batch
-/// before it sends the next one, so this bounds the pause per batch.
-const TICK: Duration = Duration::from_millis(1);
 /// Interval of the plain progress lines (stderr not a terminal).
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// Batches buffered between the reader and the pipeline.
@@ -270,12 +270,16 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     // before changes nothing.
     let state = ReplayState::open(&s.data_dir.join("checkpoints"), &args.file)?;
     let shard = ReplayState::shard();
-    let mut core = ShardedCore::new(s.scoring.clone())?;
-    for a in &s.accounts {
-        core.upsert_account(a.clone());
-    }
+    // One partition: one worker thread.
+    let parts = Partitions::new(s.scoring.clone(), &s.accounts, 1)?;
     if let Some(restored) = state.restored_core()? {
-        core.insert_shard(shard.clone(), restored);
+        parts.adopt(PartitionActor::restored(
+            shard.clone(),
+            restored,
+            PartitionProgress::default(),
+            Clock::Event,
+            parts.dims().clone(),
+        ))?;
     }
     if state.already_replayed() {
         eprintln!(
@@ -286,12 +290,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         );
         return Ok(ReplayReport {
             already_replayed: true,
-            accounts: core.len() as u64,
+            accounts: parts.accounts()? as u64,
             ..ReplayReport::default()
         });
     }
-    let core: SharedCore = Arc::new(RwLock::new(core));
-    let live = LiveTables::open(&s.data_dir, &s.accounts, core.clone())
+    let live = LiveTables::open(&s.data_dir, &s.accounts, parts.clone())
         .with_context(|| format!("opening the history under {}", s.data_dir.display()))?;
 
     let source = Arc::new(SourceMetrics::default());
@@ -304,11 +307,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     );
     let pace = Arc::new(Pace::default());
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-    let feed = Feed {
-        tx,
-        pace: pace.clone(),
-        sent: 0,
-    };
+    let feed = Feed { tx, pace: pace.clone() };
     let reader = {
         let source = source.clone();
         let progress = progress.clone();
@@ -340,13 +339,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         },
         print_alerts: s.print_alerts,
         progress: progress.clone(),
-        pace: pace.clone(),
-        applied_batches: 0,
-        state,
+        seq: state.seq_counter(),
         lines: String::new(),
     };
-    sink.outputs.on_restored(&shard, sink.state.restored_seq())?;
-    let result = run_pipeline(rx, core.clone(), &mut sink, pace.clone()).await;
+    sink.outputs.on_restored(&shard, state.restored_seq())?;
+    let result = run_pipeline(rx, parts.clone(), &mut sink, pace.clone()).await;
     // The pipeline has ended (its receiver is dropped): the reader stops at its next send.
     pace.stop();
     let read = reader
@@ -356,9 +353,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
     let stats = result?;
     read?;
     let interrupted = pace.interrupted.load(Ordering::Relaxed);
-    let ReplaySink {
-        mut outputs, mut state, ..
-    } = sink;
+    let ReplaySink { mut outputs, .. } = sink;
     if interrupted {
         // A replay is kept whole or not at all: drop the history written so far.
         outputs.on_restored(&shard, state.restored_seq())?;
@@ -368,11 +363,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         if let Some(write) = outputs.history_cut(&shard, state.next_seq()) {
             write()?;
         }
-        let core = core.read().map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?;
-        if let Some(partition) = core.shard(&shard) {
-            state.save(partition, &stats, source.messages.load(Ordering::Relaxed))?;
+        let wanted = shard.clone();
+        let snapshot = parts
+            .each(move |id, core| (*id == wanted).then(|| core.snapshot()))?
+            .into_iter()
+            .find_map(|(_, s)| s);
+        if let Some(snapshot) = snapshot {
+            state.save(snapshot, &stats, source.messages.load(Ordering::Relaxed))?;
         }
-        vigil_queries::DataDir::new(&s.data_dir).save_health(&core.health_batch())?;
+        vigil_queries::DataDir::new(&s.data_dir).save_health(&parts.health_batch()?)?;
     }
 
     let mut report = ReplayReport {
@@ -389,10 +388,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
             report.invalid.insert(code, n);
         }
     }
-    report.accounts = core
-        .read()
-        .map_err(|_| anyhow::anyhow!("scoring core lock poisoned"))?
-        .len() as u64;
+    report.accounts = parts.accounts()? as u64;
     Ok(report)
 }
 
@@ -400,7 +396,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
 /// done or Ctrl-C.
 async fn run_pipeline(
     batches: mpsc::Receiver<SourceBatch>,
-    core: SharedCore,
+    parts: Partitions,
     sink: &mut ReplaySink,
     pace: Arc<Pace>,
 ) -> anyhow::Result<PipelineStats> {
@@ -409,23 +405,31 @@ async fn run_pipeline(
             std::future::pending::<()>().await;
         }
     };
-    pipeline::run(batches, core, Clock::Event, TICK, sink, None, interrupted, move || {
-        pace.interrupted.store(true, Ordering::Relaxed);
-        pace.stop();
-    })
+    pipeline::run(
+        batches,
+        parts,
+        Clock::Event,
+        Ticking::AfterEachBatch,
+        sink,
+        None,
+        interrupted,
+        move || {
+            pace.interrupted.store(true, Ordering::Relaxed);
+            pace.stop();
+        },
+    )
     .await
 }
 
-/// The pipeline's outputs in a replay: `vigil run`'s history outputs, alerts printed around the
-/// progress bar, and the tick that lets the reader send the next batch.
+/// The pipeline's outputs in a replay: `vigil run`'s history outputs and alerts printed around
+/// the progress bar.
+#[derive(Clone)]
 struct ReplaySink {
     outputs: RunOutputs,
     print_alerts: bool,
     progress: Arc<Progress>,
-    pace: Arc<Pace>,
-    applied_batches: u64,
-    /// The replay partition's checkpoint: numbers the history segments.
-    state: ReplayState,
+    /// Numbers the history segments ([`ReplayState::seq_counter`]).
+    seq: Arc<AtomicU64>,
     /// Alert lines to print after the step.
     lines: String,
 }
@@ -444,25 +448,26 @@ impl ReplaySink {
 }
 
 impl PipelineSink for ReplaySink {
-    fn on_batch(&mut self, batch: &SourceBatch, outcome: &ApplyOutcome, core: &ShardedCore) -> anyhow::Result<()> {
-        self.outputs.on_batch(batch, outcome, core)?;
-        self.applied_batches += 1;
+    fn on_batch(
+        &mut self,
+        shard: &ShardId,
+        batch: &RecordBatch,
+        outcome: &ApplyOutcome,
+        core: &ScoringCore,
+    ) -> anyhow::Result<()> {
+        self.outputs.on_batch(shard, batch, outcome, core)?;
         self.progress
             .scored
-            .fetch_add(batch.batch.num_rows() as u64, Ordering::Relaxed);
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         self.progress
             .applied
             .fetch_add(outcome.applied as u64, Ordering::Relaxed);
         self.print(&outcome.alerts)
     }
 
-    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
-        self.outputs.on_tick(alerts, core)?;
-        for (_, a) in alerts {
-            self.print(a)?;
-        }
-        self.pace.ticked(self.applied_batches);
-        Ok(())
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+        self.outputs.on_tick(shard, alerts, core)?;
+        self.print(alerts)
     }
 
     fn after_step(&mut self) -> anyhow::Result<()> {
@@ -475,7 +480,9 @@ impl PipelineSink for ReplaySink {
             .events
             .as_ref()
             .is_some_and(|e| e.tail_rows() >= self.outputs.flush_rows)
-            && let Some(write) = self.outputs.history_cut(&ReplayState::shard(), self.state.next_seq())
+            && let Some(write) = self
+                .outputs
+                .history_cut(&ReplayState::shard(), crate::cli::backfill::next_seq(&self.seq))
         {
             write()?;
         }
@@ -483,48 +490,23 @@ impl PipelineSink for ReplaySink {
     }
 }
 
-/// Lockstep between the reader and the pipeline: batch `k + 1` is sent only after the clock
-/// tick that followed batch `k`, so the engine clock reaches every batch's event time before
-/// the next batch is applied (alerts do not depend on how fast the machine is).
+/// Whether the replay is stopping, and whether it was interrupted (Ctrl-C). The pipeline ticks
+/// the partition's clock after every batch ([`Ticking::AfterEachBatch`]), so the engine clock
+/// reaches every batch's event time before the next batch is applied (alerts do not depend on
+/// how fast the machine is).
 #[derive(Default)]
 struct Pace {
-    ticked: Mutex<u64>,
-    cv: Condvar,
     stopped: AtomicBool,
     interrupted: AtomicBool,
 }
 
 impl Pace {
-    fn ticked(&self, applied_batches: u64) {
-        let mut t = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
-        *t = applied_batches;
-        self.cv.notify_all();
-    }
-
     fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
-        let _guard = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
-        self.cv.notify_all();
     }
 
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
-    }
-
-    /// Waits until a tick followed batch `n`; false when the replay is stopping.
-    fn wait_ticked(&self, n: u64) -> bool {
-        let mut t = self.ticked.lock().unwrap_or_else(|e| e.into_inner());
-        while *t < n {
-            if self.is_stopped() {
-                return false;
-            }
-            t = self
-                .cv
-                .wait_timeout(t, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        !self.is_stopped()
     }
 }
 
@@ -532,24 +514,18 @@ impl Pace {
 struct Feed {
     tx: mpsc::Sender<SourceBatch>,
     pace: Arc<Pace>,
-    sent: u64,
 }
 
 impl Feed {
-    /// Sends one batch (after the tick that followed the previous one); false when the replay
-    /// is stopping.
+    /// Sends one batch; false when the replay is stopping.
     fn send(&mut self, batch: RecordBatch) -> bool {
+        if self.pace.is_stopped() {
+            return false;
+        }
         if batch.num_rows() == 0 {
-            return !self.pace.is_stopped();
+            return true;
         }
-        if !self.pace.wait_ticked(self.sent) {
-            return false;
-        }
-        if self.tx.blocking_send(SourceBatch::unpartitioned(batch)).is_err() {
-            return false;
-        }
-        self.sent += 1;
-        true
+        self.tx.blocking_send(SourceBatch::unpartitioned(batch)).is_ok()
     }
 }
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vigil_connectors::kafka::{self, EmbeddedBroker, KafkaSourceConfig, MessageProducer};
-use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ShardId, ShardedCore};
+use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ScoringCore, ShardId};
 
-use crate::pipeline::{self, Clock, wall_ms};
+use crate::partitions::{Partitions, default_workers};
+use crate::pipeline::{self, Clock, Ticking, wall_ms};
 use generator::{DAY_MS, HISTORY_DAYS};
 
 /// Options of `vigil demo`.
@@ -82,11 +83,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         HISTORY_DAYS as f64 / opts.replay_secs
     );
 
-    let mut core = ShardedCore::new(ScoringConfig::default())?;
-    for a in &data.accounts {
-        core.upsert_account(a.clone());
-    }
-    let core = Arc::new(RwLock::new(core));
+    let parts = Partitions::new(ScoringConfig::default(), &data.accounts, default_workers())?;
 
     let mut cfg = KafkaSourceConfig::new(broker.bootstrap());
     cfg.topics = vec![TOPIC.into()];
@@ -107,7 +104,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     });
 
     let alerts: Arc<RwLock<Vec<Alert>>> = Arc::default();
-    let view = view::spawn(core.clone(), sim_now.clone(), alerts.clone(), start_ms, stop.clone());
+    let view = view::spawn(parts.clone(), sim_now.clone(), alerts.clone(), start_ms, stop.clone());
     let duration = opts.duration;
     let shutdown = async move {
         match duration {
@@ -125,7 +122,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     // History and the live `health` table for SQL, in a fresh data directory.
     let data_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let live = crate::live::LiveTables::open(&data_dir, &accounts, core.clone())?;
+    let live = crate::live::LiveTables::open(&data_dir, &accounts, parts.clone())?;
     let (sql_stop_tx, sql_stop) = tokio::sync::watch::channel(false);
     let creds = vigil_queries::server::Credentials {
         user: "vigil".into(),
@@ -170,14 +167,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let stats = pipeline::run(
         batches,
-        core.clone(),
+        parts.clone(),
         // At most half a day past the newest event applied: events still in flight through
         // Kafka are never mistaken for silence.
         Clock::Shared {
             time: sim_now.clone(),
             max_ahead_ms: DAY_MS / 2,
         },
-        Duration::from_millis(100),
+        Ticking::Every(Duration::from_millis(100)),
         &mut outputs,
         None,
         shutdown,
@@ -259,6 +256,7 @@ pub fn produce_world(
 }
 
 /// The demo's pipeline outputs: history and alerts for SQL, alerts to the live view.
+#[derive(Clone)]
 struct DemoOutputs {
     history: crate::outputs::RunOutputs,
     view: Arc<RwLock<Vec<Alert>>>,
@@ -276,20 +274,19 @@ impl DemoOutputs {
 impl pipeline::PipelineSink for DemoOutputs {
     fn on_batch(
         &mut self,
-        batch: &kafka::SourceBatch,
+        shard: &ShardId,
+        batch: &arrow::array::RecordBatch,
         outcome: &vigil_engine::scoring::ApplyOutcome,
-        core: &ShardedCore,
+        core: &ScoringCore,
     ) -> anyhow::Result<()> {
-        self.history.on_batch(batch, outcome, core)?;
+        self.history.on_batch(shard, batch, outcome, core)?;
         self.show(&outcome.alerts);
         Ok(())
     }
 
-    fn on_tick(&mut self, alerts: &[(ShardId, Vec<Alert>)], core: &ShardedCore) -> anyhow::Result<()> {
-        self.history.on_tick(alerts, core)?;
-        for (_, a) in alerts {
-            self.show(a);
-        }
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+        self.history.on_tick(shard, alerts, core)?;
+        self.show(alerts);
         Ok(())
     }
 

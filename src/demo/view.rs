@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use vigil_engine::scoring::{Alert, BaseRule, ShardedCore};
+use vigil_engine::scoring::{Alert, BaseRule, HealthScore};
 
 use super::generator::DAY_MS;
-use crate::pipeline::SharedCore;
+use crate::partitions::Partitions;
 
 /// Prints one alert as a line.
 pub fn print_alert(a: &Alert, start_ms: i64) {
@@ -22,25 +22,34 @@ pub fn print_alert(a: &Alert, start_ms: i64) {
     );
 }
 
-fn render(core: &ShardedCore, day: f64, alerts: usize) -> String {
-    // Cancelled accounts are lost, not at risk: the view ranks the ones still to be saved.
-    let mut rows: Vec<_> = core
-        .account_ids()
-        .filter_map(|id| core.score(id))
-        .filter(|h| h.churn.rule != BaseRule::Cancelled)
-        .collect();
+/// Rows the view shows.
+const ROWS: usize = 8;
+
+/// The riskiest accounts still to be saved, over every partition, and how many accounts there
+/// are.
+fn riskiest(parts: &Partitions) -> anyhow::Result<(Vec<HealthScore>, usize)> {
+    let per_partition = parts.each(|_, core| {
+        // Cancelled accounts are lost, not at risk: the view ranks the ones still to be saved.
+        let mut rows: Vec<HealthScore> = core
+            .account_ids()
+            .filter_map(|id| core.score(id))
+            .filter(|h| h.churn.rule != BaseRule::Cancelled)
+            .collect();
+        rows.sort_by(|a, b| b.churn_risk.total_cmp(&a.churn_risk));
+        rows.truncate(ROWS);
+        rows
+    })?;
+    let mut rows: Vec<HealthScore> = per_partition.into_iter().flat_map(|(_, r)| r).collect();
     rows.sort_by(|a, b| b.churn_risk.total_cmp(&a.churn_risk));
+    Ok((rows, parts.accounts()?))
+}
+
+fn render(rows: &[HealthScore], accounts: usize, day: f64, alerts: usize) -> String {
     let mut out = format!(
         "── day {day:5.1} ── {} accounts ── {} alerts ── riskiest accounts ──\n{:<16} {:>6} {:<8} {:>6} {:>7}  top factor\n",
-        core.len(),
-        alerts,
-        "account",
-        "health",
-        "band",
-        "risk",
-        "trend"
+        accounts, alerts, "account", "health", "band", "risk", "trend"
     );
-    for h in rows.iter().take(8) {
+    for h in rows.iter().take(ROWS) {
         let top = h
             .components
             .iter()
@@ -63,7 +72,7 @@ fn render(core: &ShardedCore, day: f64, alerts: usize) -> String {
 
 /// Prints the view every few seconds until `stop`; refits BG/NBD as history accumulates.
 pub fn spawn(
-    core: SharedCore,
+    parts: Partitions,
     sim_now: Arc<AtomicI64>,
     alerts: Arc<RwLock<Vec<Alert>>>,
     start_ms: i64,
@@ -75,13 +84,16 @@ pub fn spawn(
             tokio::time::sleep(Duration::from_secs(5)).await;
             let day = (sim_now.load(Ordering::Relaxed) - start_ms) as f64 / DAY_MS as f64;
             let n_alerts = alerts.read().map(|a| a.len()).unwrap_or(0);
-            let text = {
-                let Ok(mut c) = core.write() else { return };
-                // Population parameters from the history so far (fails harmlessly while too few
-                // accounts have repeat purchases).
-                c.refit_bgnbd();
-                render(&c, day, n_alerts)
-            };
+            // Population parameters from the history so far (each partition keeps its own
+            // while too few of its accounts have repeat purchases).
+            let parts = parts.clone();
+            let view = tokio::task::spawn_blocking(move || {
+                parts.refit_bgnbd()?;
+                riskiest(&parts)
+            })
+            .await;
+            let Ok(Ok((rows, accounts))) = view else { return };
+            let text = render(&rows, accounts, day, n_alerts);
             if tty {
                 println!("\n{text}");
             } else {

@@ -1,0 +1,253 @@
+//! [`PartitionActor`]: one input partition's scoring state and position, changed only by
+//! [`PartitionActor::step`], a deterministic function from an [`Input`] to the [`Effects`] it
+//! produced. The actor does no I/O: an executor ([`crate::partitions`]) performs the effects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use vigil_connectors::kafka::BatchSpan;
+use vigil_engine::scoring::{AccountInfo, Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
+
+use crate::checkpoint::PartitionProgress;
+use crate::pipeline::Clock;
+
+/// The accounts dimension (`accounts.csv`), shared by every partition: a partition joins an
+/// account's record when the account first appears in it (or when it is restored). Accounts no
+/// partition holds are answered from `core`, which holds only the dimension.
+#[derive(Debug)]
+pub struct Dimension {
+    by_id: HashMap<Box<str>, AccountInfo>,
+    /// The dimension's accounts with no events.
+    pub core: ScoringCore,
+}
+
+impl Dimension {
+    /// The dimension of `accounts`; fails when the scoring configuration is invalid.
+    pub fn new(config: &ScoringConfig, accounts: &[AccountInfo]) -> Result<Dimension, vigil_engine::EngineError> {
+        let mut core = ScoringCore::new(config.clone())?;
+        let mut by_id = HashMap::with_capacity(accounts.len());
+        for a in accounts {
+            core.upsert_account(a.clone());
+            by_id.insert(a.account_id.clone().into_boxed_str(), a.clone());
+        }
+        Ok(Dimension { by_id, core })
+    }
+
+    /// True when the dimension has no accounts.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The record of an account.
+    pub fn get(&self, account_id: &str) -> Option<&AccountInfo> {
+        self.by_id.get(account_id)
+    }
+
+    /// Account ids of the dimension.
+    pub fn account_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(|k| &**k)
+    }
+
+    /// Joins the records of every account `core` holds (a restored partition: the dimension
+    /// may have changed since its checkpoint).
+    fn join_all(&self, core: &mut ScoringCore) {
+        if self.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = core
+            .account_ids()
+            .filter(|id| self.by_id.contains_key(*id))
+            .map(str::to_string)
+            .collect();
+        for id in ids {
+            if let Some(info) = self.by_id.get(id.as_str()) {
+                core.upsert_account(info.clone());
+            }
+        }
+    }
+
+    /// Joins the records of the accounts of `batch` that `core` holds without one.
+    fn join_new(&self, core: &mut ScoringCore, batch: &RecordBatch) {
+        if self.is_empty() {
+            return;
+        }
+        let ids = batch.column(vigil_engine::schema::ACCOUNT_ID).as_string::<i32>();
+        for id in ids.iter().flatten() {
+            if core.lacks_dimension(id)
+                && let Some(info) = self.by_id.get(id)
+            {
+                core.upsert_account(info.clone());
+            }
+        }
+    }
+}
+
+/// The times outside the partition a clock tick may read, taken once per tick by the
+/// coordinator so that the step itself reads no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickTime {
+    /// Wall-clock time, epoch ms.
+    pub wall_ms: i64,
+    /// The shared clock's time ([`Clock::Shared`]), epoch ms.
+    pub shared_ms: i64,
+}
+
+/// What a partition's step takes.
+#[derive(Debug)]
+pub enum Input {
+    /// Events read from the partition (`span`: where in the partition; `None` for sources
+    /// without offsets).
+    Batch {
+        batch: RecordBatch,
+        span: Option<BatchSpan>,
+    },
+    /// The source reached the partition's end and read nothing since.
+    CaughtUp,
+    /// The clock advanced.
+    Tick(TickTime),
+    /// Refit the population model on the partition's history.
+    Refit,
+    /// Copy the state for a checkpoint.
+    Checkpoint,
+}
+
+/// What a step produced, for the executor to perform.
+#[derive(Debug)]
+pub enum Effects {
+    /// A batch was applied: its rows (history keeps the applied ones, flags the late ones) and
+    /// the outcome (counts, late and duplicate rows, alerts).
+    Applied { batch: RecordBatch, outcome: ApplyOutcome },
+    /// The clock advanced and raised these alerts (often none).
+    Ticked { alerts: Vec<Alert> },
+    /// The state as of this step, to be written as checkpoint number `progress.checkpoints`.
+    Checkpoint {
+        progress: PartitionProgress,
+        state: Box<ScoringCore>,
+    },
+    /// Nothing to perform.
+    None,
+}
+
+/// One partition: its scoring state, its position in the source and what its clock needs.
+#[derive(Debug)]
+pub struct PartitionActor {
+    id: ShardId,
+    core: ScoringCore,
+    progress: PartitionProgress,
+    clock: Clock,
+    dims: Arc<Dimension>,
+    /// A batch arrived since the last tick.
+    busy: bool,
+    /// The last batch (or marker) reached the partition's end.
+    caught_up: bool,
+}
+
+impl PartitionActor {
+    /// A partition with no state yet.
+    pub fn new(id: ShardId, config: &ScoringConfig, clock: Clock, dims: Arc<Dimension>) -> anyhow::Result<Self> {
+        Ok(Self::restored(
+            id,
+            ScoringCore::new(config.clone())?,
+            PartitionProgress::default(),
+            clock,
+            dims,
+        ))
+    }
+
+    /// A partition restored from its checkpoint (state and progress).
+    pub fn restored(
+        id: ShardId,
+        mut core: ScoringCore,
+        progress: PartitionProgress,
+        clock: Clock,
+        dims: Arc<Dimension>,
+    ) -> Self {
+        dims.join_all(&mut core);
+        PartitionActor {
+            id,
+            core,
+            progress,
+            clock,
+            dims,
+            busy: false,
+            caught_up: false,
+        }
+    }
+
+    /// The partition.
+    pub fn id(&self) -> &ShardId {
+        &self.id
+    }
+
+    /// The scoring state.
+    pub fn core(&self) -> &ScoringCore {
+        &self.core
+    }
+
+    /// The position and running counts.
+    pub fn progress(&self) -> &PartitionProgress {
+        &self.progress
+    }
+
+    /// Applies one input and returns what it produced.
+    pub fn step(&mut self, input: Input) -> anyhow::Result<Effects> {
+        match input {
+            Input::Batch { batch, span } => self.apply(batch, span),
+            Input::CaughtUp => {
+                self.caught_up = true;
+                Ok(Effects::None)
+            }
+            Input::Tick(time) => {
+                let now = self
+                    .clock
+                    .now_ms(self.core.max_event_ms(), self.busy, self.caught_up, time);
+                self.busy = false;
+                Ok(Effects::Ticked {
+                    alerts: self.core.advance_clock(now),
+                })
+            }
+            Input::Refit => {
+                // Fails harmlessly while too few accounts have repeat purchases: the
+                // parameters in use stay.
+                let _ = self.core.refit_bgnbd();
+                Ok(Effects::None)
+            }
+            Input::Checkpoint => {
+                self.progress.checkpoints += 1;
+                Ok(Effects::Checkpoint {
+                    progress: self.progress,
+                    state: Box::new(self.core.clone()),
+                })
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: RecordBatch, span: Option<BatchSpan>) -> anyhow::Result<Effects> {
+        let outcome = if batch.num_rows() > 0 {
+            let outcome = self.core.apply_batch(&batch)?;
+            if outcome.new_accounts > 0 {
+                self.dims.join_new(&mut self.core, &batch);
+            }
+            outcome
+        } else {
+            ApplyOutcome::default()
+        };
+        let p = &mut self.progress;
+        match &span {
+            Some(span) => {
+                p.next_offset = Some(span.next_offset);
+                p.dead_lettered += span.dead_lettered;
+                p.messages += span.messages;
+                self.caught_up = span.caught_up;
+            }
+            None => p.messages += batch.num_rows() as u64,
+        }
+        p.valid += batch.num_rows() as u64;
+        p.applied += outcome.applied as u64;
+        p.duplicates += outcome.duplicates as u64;
+        p.late += outcome.late as u64;
+        self.busy = true;
+        Ok(Effects::Applied { batch, outcome })
+    }
+}
