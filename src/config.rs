@@ -27,6 +27,10 @@ pub struct VigilConfig {
     /// Engine clock tick in milliseconds (quiet timers fire on it).
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
+    /// Threads that score partitions (each partition is scored by one of them); 0, the
+    /// default: one per core.
+    #[serde(default)]
+    pub workers: usize,
     /// Where history (`events/`, `alerts/` Parquet segments) is kept.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,

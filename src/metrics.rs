@@ -21,6 +21,8 @@ use prometheus_client::registry::{Registry, Unit};
 use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::InvalidReason;
 
+use crate::partitions::Partitions;
+
 /// The content type of [`RunMetrics::encode`]'s output (OpenMetrics text 1.0.0).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -39,6 +41,11 @@ struct ReasonLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,8 +94,13 @@ pub struct RunMetrics {
     checkpoint_age: Gauge<f64, AtomicU64>,
     checkpoints_written: Counter,
     partitions: Gauge,
+    worker_partitions: Family<WorkerLabel, Gauge>,
+    worker_batches: Family<WorkerLabel, Gauge>,
+    worker_busy: Family<WorkerLabel, Gauge<f64, AtomicU64>>,
     last_checkpoint: Mutex<Option<Instant>>,
     source: Mutex<SourceSync>,
+    /// The partitions whose worker threads the `vigil_worker_*` series show.
+    workers: Mutex<Option<Partitions>>,
 }
 
 impl std::fmt::Debug for RunMetrics {
@@ -196,8 +208,31 @@ impl RunMetrics {
             "Source partitions currently assigned to this consumer",
             partitions.clone(),
         );
+        let worker_partitions = Family::<WorkerLabel, Gauge>::default();
+        registry.register(
+            "vigil_worker_partitions",
+            "Partitions held by each scoring thread",
+            worker_partitions.clone(),
+        );
+        let worker_batches = Family::<WorkerLabel, Gauge>::default();
+        registry.register(
+            "vigil_worker_batches",
+            "Batches applied by each scoring thread since start",
+            worker_batches.clone(),
+        );
+        let worker_busy = Family::<WorkerLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "vigil_worker_busy",
+            "Time each scoring thread spent applying batches since start",
+            Unit::Seconds,
+            worker_busy.clone(),
+        );
         Arc::new(RunMetrics {
             registry,
+            worker_partitions,
+            worker_batches,
+            worker_busy,
+            workers: Mutex::new(None),
             events_in,
             events_valid,
             dead_lettered,
@@ -281,6 +316,26 @@ impl RunMetrics {
         };
     }
 
+    /// Shows `parts`' worker threads in the `vigil_worker_*` series from now on.
+    pub fn attach_partitions(&self, parts: Partitions) {
+        *lock(&self.workers) = Some(parts);
+    }
+
+    /// Sets the `vigil_worker_*` series from the attached partitions' workers.
+    fn sync_workers(&self) {
+        let Some(parts) = lock(&self.workers).clone() else {
+            return;
+        };
+        for (worker, load) in parts.worker_load().into_iter().enumerate() {
+            let label = WorkerLabel { worker };
+            self.worker_partitions.get_or_create(&label).set(load.partitions as i64);
+            self.worker_batches
+                .get_or_create(&label)
+                .set(i64::try_from(load.batches).unwrap_or(i64::MAX));
+            self.worker_busy.get_or_create(&label).set(load.busy.as_secs_f64());
+        }
+    }
+
     /// Brings the source-driven counters up to the attached source's current totals.
     fn sync_source(&self) {
         let mut sync = lock(&self.source);
@@ -312,6 +367,7 @@ impl RunMetrics {
     pub fn encode(&self) -> String {
         self.sync_source();
         self.sync_checkpoint_age();
+        self.sync_workers();
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail; an encoder error would be a bug in a metric.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

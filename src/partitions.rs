@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,8 @@ pub struct Partitions {
 
 struct Inner {
     workers: Vec<mpsc::UnboundedSender<WorkerMsg>>,
+    /// What each worker has done.
+    counters: Arc<[WorkerCounters]>,
     config: ScoringConfig,
     dims: Arc<Dimension>,
     /// Which worker holds which partition. Changed only by the pipeline's coordinator (and
@@ -108,6 +111,24 @@ impl std::fmt::Debug for Partitions {
     }
 }
 
+/// What a worker thread has done, counted by the thread itself.
+#[derive(Debug, Default)]
+struct WorkerCounters {
+    batches: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// A worker thread's share of the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLoad {
+    /// Partitions it holds.
+    pub partitions: usize,
+    /// Batches it has applied.
+    pub batches: u64,
+    /// Time spent applying batches and performing their effects.
+    pub busy: Duration,
+}
+
 /// Worker threads for this machine: one per core.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -117,12 +138,15 @@ impl Partitions {
     /// `workers` threads (at least one), no partitions yet; `accounts` is the accounts dimension.
     pub fn new(config: ScoringConfig, accounts: &[AccountInfo], workers: usize) -> anyhow::Result<Partitions> {
         let dims = Arc::new(Dimension::new(&config, accounts)?);
+        let n = workers.max(1);
+        let counters: Arc<[WorkerCounters]> = (0..n).map(|_| WorkerCounters::default()).collect();
         let mut senders = Vec::new();
-        for i in 0..workers.max(1) {
+        for i in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
+            let counters = counters.clone();
             std::thread::Builder::new()
                 .name(format!("vigil-partitions-{i}"))
-                .spawn(move || worker(rx))?;
+                .spawn(move || worker(rx, &counters[i]))?;
             senders.push(tx);
         }
         Ok(Partitions {
@@ -132,6 +156,7 @@ impl Partitions {
                     load: vec![0; senders.len()],
                 }),
                 workers: senders,
+                counters,
                 config,
                 dims,
             }),
@@ -189,6 +214,21 @@ impl Partitions {
     /// Number of partitions held.
     pub fn held(&self) -> usize {
         self.routes().by_shard.len()
+    }
+
+    /// Each worker thread's share of the work so far.
+    pub fn worker_load(&self) -> Vec<WorkerLoad> {
+        let partitions = self.routes().load.clone();
+        self.inner
+            .counters
+            .iter()
+            .zip(partitions)
+            .map(|(c, partitions)| WorkerLoad {
+                partitions,
+                batches: c.batches.load(Ordering::Relaxed),
+                busy: Duration::from_nanos(c.busy_ns.load(Ordering::Relaxed)),
+            })
+            .collect()
     }
 
     pub(crate) fn send(&self, worker: usize, msg: WorkerMsg) -> anyhow::Result<()> {
@@ -285,11 +325,12 @@ impl Partitions {
 }
 
 /// A worker thread: steps its partitions until every handle is gone.
-fn worker(mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
+fn worker(mut rx: mpsc::UnboundedReceiver<WorkerMsg>, counters: &WorkerCounters) {
     let mut w = Worker {
         actors: BTreeMap::new(),
         sink: None,
         reports: None,
+        counters,
     };
     while let Some(msg) = rx.blocking_recv() {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| w.handle(msg)));
@@ -314,13 +355,14 @@ fn worker(mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
     }
 }
 
-struct Worker {
+struct Worker<'a> {
     actors: BTreeMap<ShardId, PartitionActor>,
     sink: Option<Box<dyn PipelineSink>>,
     reports: Option<mpsc::UnboundedSender<Report>>,
+    counters: &'a WorkerCounters,
 }
 
-impl Worker {
+impl Worker<'_> {
     fn report(&self, r: Report) {
         if let Some(tx) = &self.reports {
             let _ = tx.send(r);
@@ -342,9 +384,17 @@ impl Worker {
                 then_tick,
                 permit,
             } => {
+                let started = Instant::now();
+                let is_batch = matches!(input, Input::Batch { .. });
                 self.step(&shard, input)?;
                 if let Some(time) = then_tick {
                     self.step(&shard, Input::Tick(time))?;
+                }
+                if is_batch {
+                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .busy_ns
+                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
                 if let Some(ack) = ack {
                     ack.ack();
@@ -421,5 +471,78 @@ impl Worker {
             Effects::None => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vigil_engine::scoring::{AccountInfo, ScoringConfig, Tier};
+    use vigil_engine::{Event, EventKind};
+
+    use super::*;
+    use crate::pipeline::Clock;
+
+    fn shard(p: i32) -> ShardId {
+        (Arc::from("t"), p)
+    }
+
+    /// A batch of one activity event of `account` on day 100.
+    fn batch(account: &str) -> RecordBatch {
+        let mut b = vigil_engine::EventBatchBuilder::with_capacity(1);
+        let e = Event::new(format!("e-{account}"), account, 100 * 86_400_000, EventKind::Activity);
+        b.decode_append(
+            e.to_json().as_bytes(),
+            &vigil_engine::SourceMeta::default(),
+            &vigil_engine::DecodeLimits::default(),
+            100 * 86_400_000,
+        )
+        .expect("valid event");
+        b.finish()
+    }
+
+    #[test]
+    fn partitions_spread_over_the_workers_and_readers_see_all_of_them() {
+        let mut key = AccountInfo::new("acct-1");
+        key.tier = Tier::Key;
+        let dims = [key, AccountInfo::new("dims-only")];
+        let parts = Partitions::new(ScoringConfig::default(), &dims, 2).expect("partitions");
+        for p in 0..4 {
+            let mut actor =
+                PartitionActor::new(shard(p), parts.config(), Clock::Event, parts.dims().clone()).expect("actor");
+            actor
+                .step(Input::Batch {
+                    batch: batch(&format!("acct-{p}")),
+                    span: None,
+                })
+                .expect("step");
+            parts.adopt(actor).expect("adopt");
+        }
+        let load: Vec<usize> = parts.worker_load().iter().map(|l| l.partitions).collect();
+        assert_eq!(load, vec![2, 2], "two partitions per worker");
+        assert_eq!(
+            parts.accounts().expect("accounts"),
+            5,
+            "four held, one from the dimension"
+        );
+        assert_eq!(parts.health_batch().expect("health").num_rows(), 5);
+        assert!(
+            parts.is_key("acct-1").expect("is_key"),
+            "dimension joined in its partition"
+        );
+        assert!(!parts.is_key("acct-2").expect("is_key"));
+        assert!(parts.release(&shard(1)).expect("release"));
+        assert!(!parts.release(&shard(1)).expect("release"), "released once");
+        let held: Vec<ShardId> = parts
+            .each(|_, _| ())
+            .expect("each")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(held, vec![shard(0), shard(2), shard(3)]);
+        // acct-1 left with its partition: the dimension still knows it.
+        assert_eq!(parts.health_batch().expect("health").num_rows(), 5);
+        assert_eq!(parts.accounts().expect("accounts"), 5);
     }
 }

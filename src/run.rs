@@ -112,7 +112,12 @@ pub async fn run(cfg: VigilConfig) -> anyhow::Result<PipelineStats> {
 
 /// Runs the pipeline until `shutdown` completes.
 pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<PipelineStats> {
-    let parts = Partitions::new(cfg.scoring.clone(), &cfg.accounts, default_workers())?;
+    let workers = if cfg.workers == 0 {
+        default_workers()
+    } else {
+        cfg.workers
+    };
+    let parts = Partitions::new(cfg.scoring.clone(), &cfg.accounts, workers)?;
     let metrics = RunMetrics::new();
     let health = Health::new();
     let live = LiveTables::open(&cfg.data_dir, &cfg.accounts, parts.clone())?;
@@ -222,6 +227,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     };
     let (source, batches) = kafka::start_owned(cfg.source.clone(), 16, Arc::new(owner))?;
     metrics.attach_source(source.metrics().clone());
+    metrics.attach_partitions(parts.clone());
     tasks.push(tokio::spawn(observe(
         source.metrics().clone(),
         dispatcher.clone(),

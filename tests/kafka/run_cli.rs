@@ -14,7 +14,8 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
     let b = broker();
     let topic = unique_name("run");
     let group = unique_name("group");
-    b.create_topic(&topic, 2);
+    // Four partitions on two scoring threads: each thread holds two and applies batches.
+    b.create_topic(&topic, 4);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     let day = 86_400_000;
     // A key account that interacted daily (lateness raised to 30 days for its history) and has
@@ -62,6 +63,7 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .env("VIGIL_DATA_DIR", data.path())
         .env("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
         .env("VIGIL_SCORING__LATENESS_DAYS", "30")
+        .env("VIGIL_WORKERS", "2")
         .env("VIGIL_SOURCE__BROKERS", &b.bootstrap)
         .env("VIGIL_SOURCE__TOPICS", format!("[\"{topic}\"]"))
         .env("VIGIL_SOURCE__GROUP_ID", &group)
@@ -75,7 +77,7 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
     let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
 
     let deadline = Instant::now() + Duration::from_secs(90);
-    while b.committed(&group, &topic, 2).values().sum::<i64>() < N as i64 {
+    while b.committed(&group, &topic, 4).values().sum::<i64>() < N as i64 {
         assert!(
             Instant::now() < deadline,
             "vigil run did not commit all {N} events in time"
@@ -91,7 +93,9 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         format!("vigil_events_applied_total {N}"),
         "vigil_events_duplicate_total 0".to_string(),
         "vigil_events_dead_lettered_total{reason=\"not_json\"} 0".to_string(),
-        "vigil_partitions_assigned 2".to_string(),
+        "vigil_partitions_assigned 4".to_string(),
+        "vigil_worker_partitions{worker=\"0\"} 2".to_string(),
+        "vigil_worker_partitions{worker=\"1\"} 2".to_string(),
     ] {
         assert!(
             metrics.lines().any(|l| l == series),
@@ -104,6 +108,24 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .and_then(|v| v.parse::<u64>().ok())
         .expect("checkpoints counter");
     assert!(written >= 1, "a checkpoint preceded the commit");
+    for worker in 0..2 {
+        let series = |name: &str| -> f64 {
+            let prefix = format!("{name}{{worker=\"{worker}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("missing `{prefix}` in:\n{metrics}"))
+        };
+        assert!(
+            series("vigil_worker_batches") >= 1.0,
+            "scoring thread {worker} applied batches"
+        );
+        assert!(
+            series("vigil_worker_busy_seconds") > 0.0,
+            "scoring thread {worker} was busy"
+        );
+    }
     assert!(http_get(http_port, "/readyz").starts_with("HTTP/1.1 200"));
     assert!(http_get(http_port, "/healthz").starts_with("HTTP/1.1 200"));
     crate::vigil_proc::terminate(child);
@@ -118,7 +140,7 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .filter(|a| a["kind"] == "quiet" && a["account_id"] == "key-acct")
         .collect();
     assert_eq!(quiet.len(), 1, "one quiet alert for the silent key account: {alerts:?}");
-    assert_eq!(b.committed(&group, &topic, 2).values().sum::<i64>(), N as i64);
+    assert_eq!(b.committed(&group, &topic, 4).values().sum::<i64>(), N as i64);
 }
 
 /// A plain HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
