@@ -30,16 +30,16 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::sync::oneshot;
-use vigil::checkpoint::{CheckpointOwner, CheckpointStore};
 use vigil::config::CheckpointConfig;
-use vigil::partitions::{Partitions, default_workers};
-use vigil::pipeline::{self, Checkpointing, Clock, PipelineSink, PipelineStats, Ticking};
 use vigil::sample::contract_event;
 use vigil_connectors::SourceMetrics;
 use vigil_connectors::kafka::config::DEFAULT_MAX_LINGER_MS;
 use vigil_connectors::kafka::{self, KafkaSourceConfig};
 use vigil_engine::schema::KAFKA_TIMESTAMP;
 use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
+use vigil_runtime::checkpoint::{CheckpointOwner, CheckpointStore};
+use vigil_runtime::partitions::{Partitions, default_workers};
+use vigil_runtime::pipeline::{self, Checkpointing, Clock, PipelineSink, PipelineStats, Ticking};
 use vigil_testkit::{KafkaBroker, broker, unique_name};
 
 const PARTITIONS: i32 = 4;
@@ -67,6 +67,16 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// CPU time (user + system) of this process so far, in seconds (Linux's USER_HZ is 100).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
 }
 
 /// `(VmRSS, VmHWM)` of this process in KiB.
@@ -185,7 +195,7 @@ impl PipelineSink for CountingSink {
         batch: &arrow::array::RecordBatch,
         _outcome: &ApplyOutcome,
         _core: &ScoringCore,
-    ) -> anyhow::Result<()> {
+    ) -> vigil_runtime::Result<()> {
         let c = &*self.shared;
         if let Some(l) = &c.latency {
             let now = wall_us();
@@ -214,7 +224,7 @@ impl PipelineSink for CountingSink {
         Ok(())
     }
 
-    fn on_tick(&mut self, _shard: &ShardId, _alerts: &[Alert], _core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, _shard: &ShardId, _alerts: &[Alert], _core: &ScoringCore) -> vigil_runtime::Result<()> {
         Ok(())
     }
 }
@@ -365,15 +375,18 @@ fn throughput(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
     let (mut bare, mut vig, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
         let load0 = loadavg();
+        let cpu0 = cpu_secs();
         let d = bare_once(b, &topic, n);
         let bare_rate = n as f64 / d.as_secs_f64();
         eprintln!(
-            "  run {run} bare rdkafka loop: {:.2} s, {:.0} events/s; load {load0} -> {}",
+            "  run {run} bare rdkafka loop: {:.2} s, {:.0} events/s, CPU {:.2} cores; load {load0} -> {}",
             d.as_secs_f64(),
             bare_rate,
+            (cpu_secs() - cpu0) / d.as_secs_f64(),
             loadavg()
         );
         let load0 = loadavg();
+        let cpu0 = cpu_secs();
         let v = run_vigil(
             rt,
             source_config(b, &topic, "vigil"),
@@ -385,13 +398,22 @@ fn throughput(b: &KafkaBroker, rt: &tokio::runtime::Runtime) {
         assert_eq!(v.rows, n as u64, "every event reached the sink");
         assert_eq!(v.stats.events, n as u64, "every event applied (none late or duplicate)");
         let vigil_rate = n as f64 / v.to_target.as_secs_f64();
+        let cpu = (cpu_secs() - cpu0) / v.total.as_secs_f64();
         let accts = v.parts.accounts().unwrap_or(0);
+        let busy: Vec<String> = v
+            .parts
+            .worker_load()
+            .iter()
+            .map(|l| format!("{} partitions {:.2} s", l.partitions, l.busy.as_secs_f64()))
+            .collect();
         eprintln!(
             "  run {run} vigil pipeline: {:.2} s to the last event applied, {:.0} events/s ({:.2} s incl. drain + final \
-             checkpoint); {} batches (mean {:.0} rows), {} checkpoints, {} alerts, {accts} accounts; load {load0} -> {}",
+             checkpoint, CPU {cpu:.2} cores; scoring threads busy: {}); {} batches (mean {:.0} rows), {} checkpoints, \
+             {} alerts, {accts} accounts; load {load0} -> {}",
             v.to_target.as_secs_f64(),
             vigil_rate,
             v.total.as_secs_f64(),
+            busy.join(", "),
             v.source_batches,
             n as f64 / v.source_batches.max(1) as f64,
             v.stats.checkpoints,

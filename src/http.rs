@@ -15,7 +15,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::{CONTENT_TYPE, RunMetrics};
+use vigil_runtime::metrics::{CONTENT_TYPE, RunMetrics};
 
 /// Liveness and readiness of a run, as `/healthz` and `/readyz` report them.
 #[derive(Debug, Default)]

@@ -16,14 +16,14 @@ use vigil_engine::rules::RuleAlert;
 use vigil_queries::rules::RuleSet;
 use vigil_queries::server::Credentials;
 
-use crate::checkpoint::{CheckpointOwner, CheckpointStore};
 use crate::config::{ClockMode, VigilConfig};
 use crate::http::Health;
-use crate::live::{LiveTables, start_sql_server};
-use crate::metrics::RunMetrics;
-use crate::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
-use crate::partitions::{Partitions, default_workers};
-use crate::pipeline::{self, Clock, PipelineStats, Ticking};
+use vigil_runtime::checkpoint::{CheckpointOwner, CheckpointStore};
+use vigil_runtime::live::{LiveTables, start_sql_server};
+use vigil_runtime::metrics::RunMetrics;
+use vigil_runtime::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
+use vigil_runtime::partitions::{Partitions, default_workers};
+use vigil_runtime::pipeline::{self, Clock, PipelineStats, Ticking};
 
 async fn terminated() {
     #[cfg(unix)]

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vigil::http::{Health, serve};
-use vigil::metrics::RunMetrics;
 use vigil_connectors::metrics::SourceMetrics;
 use vigil_engine::InvalidReason;
+use vigil_runtime::metrics::RunMetrics;
 
 /// The index of a reason code in `InvalidReason::CODES` (and in `SourceMetrics::invalid`).
 fn reason(code: &str) -> usize {

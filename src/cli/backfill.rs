@@ -13,8 +13,8 @@ use anyhow::Context;
 use twox_hash::XxHash3_128;
 use vigil_engine::scoring::{ScoringCore, ShardId};
 
-use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, PartitionProgress};
-use crate::pipeline::{PipelineStats, unpartitioned_shard, wall_ms};
+use vigil_runtime::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, PartitionProgress};
+use vigil_runtime::pipeline::{PipelineStats, unpartitioned_shard, wall_ms};
 
 /// The content hash of a file (XXH3-128, hex): the identity of a replay's input.
 pub fn content_hash(path: &Path) -> anyhow::Result<String> {
@@ -121,7 +121,7 @@ impl ReplayState {
         progress.checkpoints = self.seq.load(Ordering::SeqCst);
         inputs.push(self.input);
         let shard = Self::shard();
-        self.store.save(&Checkpoint {
+        Ok(self.store.save(&Checkpoint {
             version: CHECKPOINT_VERSION,
             topic: shard.0.to_string(),
             partition: shard.1,
@@ -129,6 +129,6 @@ impl ReplayState {
             progress,
             state,
             inputs,
-        })
+        })?)
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use vigil_connectors::kafka::MessageProducer;
 
 use crate::demo::generator::{self, DAY_MS, HISTORY_DAYS};
-use crate::pipeline::wall_ms;
+use vigil_runtime::pipeline::wall_ms;
 
 /// Arguments of `vigil generate`.
 #[derive(Debug, clap::Args)]

@@ -39,14 +39,14 @@ use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringCore, ShardId};
 use vigil_queries::QueryError;
 use vigil_queries::sort::{SortConfig, SortStats};
 
-use crate::actor::PartitionActor;
-use crate::checkpoint::PartitionProgress;
 use crate::cli::backfill::ReplayState;
 use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
-use crate::live::LiveTables;
-use crate::outputs::RunOutputs;
-use crate::partitions::Partitions;
-use crate::pipeline::{self, Clock, PipelineSink, PipelineStats, Ticking};
+use vigil_runtime::actor::PartitionActor;
+use vigil_runtime::checkpoint::PartitionProgress;
+use vigil_runtime::live::LiveTables;
+use vigil_runtime::outputs::RunOutputs;
+use vigil_runtime::partitions::Partitions;
+use vigil_runtime::pipeline::{self, Clock, PipelineSink, PipelineStats, Ticking};
 
 /// Interval of the plain progress lines (stderr not a terminal).
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -419,6 +419,7 @@ async fn run_pipeline(
         },
     )
     .await
+    .map_err(Into::into)
 }
 
 /// The pipeline's outputs in a replay: `vigil run`'s history outputs and alerts printed around
@@ -436,7 +437,7 @@ struct ReplaySink {
 
 impl ReplaySink {
     /// Buffers the alert lines; printed after the step (not under the core's lock).
-    fn print(&mut self, alerts: &[Alert]) -> anyhow::Result<()> {
+    fn print(&mut self, alerts: &[Alert]) -> vigil_runtime::Result<()> {
         if self.print_alerts {
             for a in alerts {
                 self.lines.push_str(&serde_json::to_string(a)?);
@@ -454,7 +455,7 @@ impl PipelineSink for ReplaySink {
         batch: &RecordBatch,
         outcome: &ApplyOutcome,
         core: &ScoringCore,
-    ) -> anyhow::Result<()> {
+    ) -> vigil_runtime::Result<()> {
         self.outputs.on_batch(shard, batch, outcome, core)?;
         self.progress
             .scored
@@ -465,12 +466,12 @@ impl PipelineSink for ReplaySink {
         self.print(&outcome.alerts)
     }
 
-    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> vigil_runtime::Result<()> {
         self.outputs.on_tick(shard, alerts, core)?;
         self.print(alerts)
     }
 
-    fn after_step(&mut self) -> anyhow::Result<()> {
+    fn after_step(&mut self) -> vigil_runtime::Result<()> {
         if !self.lines.is_empty() {
             self.progress.print_stdout(&std::mem::take(&mut self.lines));
         }

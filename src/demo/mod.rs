@@ -14,9 +14,9 @@ use anyhow::Context;
 use vigil_connectors::kafka::{self, EmbeddedBroker, KafkaSourceConfig, MessageProducer};
 use vigil_engine::scoring::{Alert, AlertKind, ScoringConfig, ScoringCore, ShardId};
 
-use crate::partitions::{Partitions, default_workers};
-use crate::pipeline::{self, Clock, Ticking, wall_ms};
 use generator::{DAY_MS, HISTORY_DAYS};
+use vigil_runtime::partitions::{Partitions, default_workers};
+use vigil_runtime::pipeline::{self, Clock, Ticking, wall_ms};
 
 /// Options of `vigil demo`.
 #[derive(Debug, Clone)]
@@ -122,18 +122,19 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     // History and the live `health` table for SQL, in a fresh data directory.
     let data_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let live = crate::live::LiveTables::open(&data_dir, &accounts, parts.clone())?;
+    let live = vigil_runtime::live::LiveTables::open(&data_dir, &accounts, parts.clone())?;
     let (sql_stop_tx, sql_stop) = tokio::sync::watch::channel(false);
     let creds = vigil_queries::server::Credentials {
         user: "vigil".into(),
         password: opts.sql_password.clone(),
     };
     let started =
-        crate::live::start_sql_server(opts.sql_listen, live.analyst.clone(), creds.clone(), sql_stop.clone()).await;
+        vigil_runtime::live::start_sql_server(opts.sql_listen, live.analyst.clone(), creds.clone(), sql_stop.clone())
+            .await;
     let (sql_addr, sql_task) = match started {
         Ok(s) => s,
         // The default port is taken (another demo?): any free port.
-        Err(_) => crate::live::start_sql_server(
+        Err(_) => vigil_runtime::live::start_sql_server(
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             live.analyst.clone(),
             creds,
@@ -149,7 +150,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         sql_addr.port()
     );
     let mut outputs = DemoOutputs {
-        history: crate::outputs::RunOutputs {
+        history: vigil_runtime::outputs::RunOutputs {
             events: Some(live.events.clone()),
             late_events: Some(live.late_events.clone()),
             tied_to_checkpoints: false,
@@ -258,7 +259,7 @@ pub fn produce_world(
 /// The demo's pipeline outputs: history and alerts for SQL, alerts to the live view.
 #[derive(Clone)]
 struct DemoOutputs {
-    history: crate::outputs::RunOutputs,
+    history: vigil_runtime::outputs::RunOutputs,
     view: Arc<RwLock<Vec<Alert>>>,
     start_ms: i64,
     /// Alerts to print after the step (not under the core's lock).
@@ -278,19 +279,19 @@ impl pipeline::PipelineSink for DemoOutputs {
         batch: &arrow::array::RecordBatch,
         outcome: &vigil_engine::scoring::ApplyOutcome,
         core: &ScoringCore,
-    ) -> anyhow::Result<()> {
+    ) -> vigil_runtime::Result<()> {
         self.history.on_batch(shard, batch, outcome, core)?;
         self.show(&outcome.alerts);
         Ok(())
     }
 
-    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> vigil_runtime::Result<()> {
         self.history.on_tick(shard, alerts, core)?;
         self.show(alerts);
         Ok(())
     }
 
-    fn after_step(&mut self) -> anyhow::Result<()> {
+    fn after_step(&mut self) -> vigil_runtime::Result<()> {
         for a in self.shown.drain(..) {
             view::print_alert(&a, self.start_ms);
             if let Ok(mut v) = self.view.write() {

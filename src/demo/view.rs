@@ -9,7 +9,7 @@ use std::time::Duration;
 use vigil_engine::scoring::{Alert, BaseRule, HealthScore};
 
 use super::generator::DAY_MS;
-use crate::partitions::Partitions;
+use vigil_runtime::partitions::Partitions;
 
 /// Prints one alert as a line.
 pub fn print_alert(a: &Alert, start_ms: i64) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil::checkpoint::{CheckpointStore, PartitionProgress};
+use vigil_runtime::checkpoint::{CheckpointStore, PartitionProgress};
 
 /// How to run one `vigil run` process.
 #[derive(Debug, Clone)]

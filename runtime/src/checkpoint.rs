@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use vigil_connectors::kafka::PartitionOwner;
 use vigil_engine::scoring::ShardId;
+
+use crate::error::{Result, RuntimeError};
 
 /// Version of the checkpoint file layout (the engine snapshot inside has its own).
 /// 2: the progress counts checkpoints (they number the partition's history segments); a
@@ -103,9 +104,9 @@ pub struct CheckpointStore {
 
 impl CheckpointStore {
     /// Opens (creates) the store.
-    pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<CheckpointStore> {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<CheckpointStore> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
         Ok(CheckpointStore { dir })
     }
 
@@ -119,74 +120,76 @@ impl CheckpointStore {
     }
 
     /// The checkpoint of a partition, if one was written.
-    pub fn load(&self, shard: &ShardId) -> anyhow::Result<Option<Checkpoint>> {
+    pub fn load(&self, shard: &ShardId) -> Result<Option<Checkpoint>> {
         let path = self.path(&shard.0, shard.1);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(RuntimeError::io(format!("reading {}", path.display()), e)),
         };
-        let (version, _) = postcard::take_from_bytes::<u32>(&bytes)
-            .with_context(|| format!("decoding checkpoint {}", path.display()))?;
+        let bad = |detail: String| RuntimeError::Checkpoint {
+            path: path.clone(),
+            detail,
+        };
+        let (version, _) = postcard::take_from_bytes::<u32>(&bytes).map_err(|e| bad(format!("decoding: {e}")))?;
         let ckpt: Checkpoint = if version == 1 {
             postcard::from_bytes::<CheckpointV1>(&bytes)
-                .with_context(|| format!("decoding checkpoint {}", path.display()))?
+                .map_err(|e| bad(format!("decoding: {e}")))?
                 .into()
         } else {
-            postcard::from_bytes(&bytes).with_context(|| format!("decoding checkpoint {}", path.display()))?
+            postcard::from_bytes(&bytes).map_err(|e| bad(format!("decoding: {e}")))?
         };
-        anyhow::ensure!(
-            ckpt.version == CHECKPOINT_VERSION,
-            "checkpoint {} has version {} (this build reads {CHECKPOINT_VERSION})",
-            path.display(),
-            ckpt.version
-        );
-        anyhow::ensure!(
-            ckpt.topic == *shard.0 && ckpt.partition == shard.1,
-            "checkpoint {} is for {}/{}",
-            path.display(),
-            ckpt.topic,
-            ckpt.partition
-        );
+        if ckpt.version != CHECKPOINT_VERSION {
+            return Err(bad(format!(
+                "version {} (this build reads {CHECKPOINT_VERSION})",
+                ckpt.version
+            )));
+        }
+        if ckpt.topic != *shard.0 || ckpt.partition != shard.1 {
+            return Err(bad(format!("it is for {}/{}", ckpt.topic, ckpt.partition)));
+        }
         Ok(Some(ckpt))
     }
 
     /// Writes a checkpoint atomically: a reader (or a restart after a crash at any moment) sees
     /// the previous checkpoint or this one, never a mix.
-    pub fn save(&self, ckpt: &Checkpoint) -> anyhow::Result<()> {
+    pub fn save(&self, ckpt: &Checkpoint) -> Result<()> {
         let path = self.path(&ckpt.topic, ckpt.partition);
         let dir = path.parent().expect("checkpoint paths have a parent");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bytes = postcard::to_allocvec(ckpt).context("encoding checkpoint")?;
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let bytes = postcard::to_allocvec(ckpt).map_err(|e| RuntimeError::Encode {
+            what: "checkpoint",
+            detail: e.to_string(),
+        })?;
         let tmp = dir.join(format!(".{}.ckpt.tmp-{}", ckpt.partition, std::process::id()));
         {
-            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(&bytes)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            f.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
+            let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+            f.write_all(&bytes).map_err(io("writing", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
         }
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        std::fs::rename(&tmp, &path).map_err(io("renaming to", &path))?;
         // The rename is durable once the directory is.
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .with_context(|| format!("fsync {}", dir.display()))?;
+            .map_err(io("fsync", dir))?;
         Ok(())
     }
 
     /// Every checkpoint in the store, in topic and partition order.
-    pub fn load_all(&self) -> anyhow::Result<Vec<Checkpoint>> {
+    pub fn load_all(&self) -> Result<Vec<Checkpoint>> {
         let mut out = Vec::new();
         let Ok(topics) = std::fs::read_dir(&self.dir) else {
             return Ok(out);
         };
+        let listing = |e| RuntimeError::io(format!("listing {}", self.dir.display()), e);
         for topic in topics {
-            let topic = topic?;
-            if !topic.file_type()?.is_dir() {
+            let topic = topic.map_err(listing)?;
+            if !topic.file_type().map_err(listing)?.is_dir() {
                 continue;
             }
             let name = topic.file_name().to_string_lossy().to_string();
-            for f in std::fs::read_dir(topic.path())? {
-                let f = f?.file_name().to_string_lossy().to_string();
+            for f in std::fs::read_dir(topic.path()).map_err(listing)? {
+                let f = f.map_err(listing)?.file_name().to_string_lossy().to_string();
                 let Some(p) = f.strip_suffix(".ckpt").and_then(|p| p.parse::<i32>().ok()) else {
                     continue;
                 };
@@ -198,6 +201,11 @@ impl CheckpointStore {
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
     }
+}
+
+/// Maps an I/O error of `what` (a verb) on `path`.
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
+    move |e| RuntimeError::io(format!("{what} {}", path.display()), e)
 }
 
 /// A request from the Kafka source's rebalance callback to the pipeline.

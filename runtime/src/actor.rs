@@ -10,6 +10,7 @@ use vigil_connectors::kafka::BatchSpan;
 use vigil_engine::scoring::{AccountInfo, Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
 
 use crate::checkpoint::PartitionProgress;
+use crate::error::Result;
 use crate::pipeline::Clock;
 
 /// The accounts dimension (`accounts.csv`), shared by every partition: a partition joins an
@@ -145,7 +146,7 @@ pub struct PartitionActor {
 
 impl PartitionActor {
     /// A partition with no state yet.
-    pub fn new(id: ShardId, config: &ScoringConfig, clock: Clock, dims: Arc<Dimension>) -> anyhow::Result<Self> {
+    pub fn new(id: ShardId, config: &ScoringConfig, clock: Clock, dims: Arc<Dimension>) -> Result<Self> {
         Ok(Self::restored(
             id,
             ScoringCore::new(config.clone())?,
@@ -191,7 +192,7 @@ impl PartitionActor {
     }
 
     /// Applies one input and returns what it produced.
-    pub fn step(&mut self, input: Input) -> anyhow::Result<Effects> {
+    pub fn step(&mut self, input: Input) -> Result<Effects> {
         match input {
             Input::Batch { batch, span } => self.apply(batch, span),
             Input::CaughtUp => {
@@ -223,7 +224,7 @@ impl PartitionActor {
         }
     }
 
-    fn apply(&mut self, batch: RecordBatch, span: Option<BatchSpan>) -> anyhow::Result<Effects> {
+    fn apply(&mut self, batch: RecordBatch, span: Option<BatchSpan>) -> Result<Effects> {
         let outcome = if batch.num_rows() > 0 {
             let outcome = self.core.apply_batch(&batch)?;
             if outcome.new_accounts > 0 {

@@ -18,6 +18,7 @@ use vigil_engine::scoring::{Alert, ApplyOutcome, ScoringCore, ShardId};
 
 use crate::actor::{Input, PartitionActor, TickTime};
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointStore, OwnerRequest};
+use crate::error::{Result, RuntimeError};
 use crate::partitions::{Partitions, Report, WorkerMsg};
 
 /// Wall-clock time in epoch milliseconds.
@@ -133,17 +134,17 @@ pub trait PipelineSink: Send {
         batch: &RecordBatch,
         outcome: &ApplyOutcome,
         core: &ScoringCore,
-    ) -> anyhow::Result<()>;
+    ) -> Result<()>;
     /// The clock of partition `shard` advanced and raised `alerts` (never empty).
-    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()>;
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> Result<()>;
     /// A round of checkpoints was written: `written` partitions of the `held` ones.
-    fn on_checkpoint(&mut self, _written: usize, _held: usize) -> anyhow::Result<()> {
+    fn on_checkpoint(&mut self, _written: usize, _held: usize) -> Result<()> {
         Ok(())
     }
     /// A batch is done (applied and handed on) after `elapsed` in its worker.
     fn on_batch_done(&mut self, _outcome: &ApplyOutcome, _elapsed: Duration) {}
     /// After a step that produced something: the I/O of what was buffered.
-    fn after_step(&mut self) -> anyhow::Result<()> {
+    fn after_step(&mut self) -> Result<()> {
         Ok(())
     }
     /// Takes the history `shard` produced since its last checkpoint, at the moment its state is
@@ -154,13 +155,13 @@ pub trait PipelineSink: Send {
     }
     /// `shard` was restored from its checkpoint number `seq` (0: it has none): history written
     /// after that checkpoint (by a process that crashed before its next one) is dropped.
-    fn on_restored(&mut self, _shard: &ShardId, _seq: u64) -> anyhow::Result<()> {
+    fn on_restored(&mut self, _shard: &ShardId, _seq: u64) -> Result<()> {
         Ok(())
     }
 }
 
 /// A partition's history up to a checkpoint, to be made durable before the checkpoint.
-pub type HistoryWrite = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+pub type HistoryWrite = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// Checkpointing of `vigil run`: where, how often, and the source's ownership requests.
 #[derive(Debug)]
@@ -200,13 +201,13 @@ impl Drop for SendOnDrop {
 struct CheckpointWrite {
     /// Sent on the pipeline's `written` channel when the write is done.
     seq: u64,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
     acks: Vec<Ack>,
 }
 
 /// A partition's checkpoint ready to be written.
 struct ReadyCheckpoint {
-    job: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+    job: Box<dyn FnOnce() -> Result<()> + Send>,
     acks: Vec<Ack>,
 }
 
@@ -252,7 +253,7 @@ impl<S: PipelineSink> Drop for Coordinator<'_, S> {
 
 impl<S: PipelineSink> Coordinator<'_, S> {
     /// The worker of `shard`, a fresh partition adopted when new.
-    fn route(&mut self, shard: &ShardId) -> anyhow::Result<usize> {
+    fn route(&mut self, shard: &ShardId) -> Result<usize> {
         if let Some(w) = self.parts.worker_of(shard) {
             return Ok(w);
         }
@@ -265,12 +266,12 @@ impl<S: PipelineSink> Coordinator<'_, S> {
         self.parts.adopt(actor)?;
         self.parts
             .worker_of(shard)
-            .ok_or_else(|| anyhow::anyhow!("partition {}/{} was not adopted", shard.0, shard.1))
+            .ok_or_else(|| RuntimeError::Worker(format!("partition {}/{} was not adopted", shard.0, shard.1)))
     }
 
     /// Hands a batch to its partition's worker (waiting while that worker has
     /// [`QUEUED_PER_WORKER`] batches queued).
-    async fn forward(&mut self, batch: SourceBatch) -> anyhow::Result<()> {
+    async fn forward(&mut self, batch: SourceBatch) -> Result<()> {
         let SourceBatch { batch, ack, span } = batch;
         let shard = span.as_ref().map_or_else(unpartitioned_shard, |s| s.partition.clone());
         let w = self.route(&shard)?;
@@ -298,7 +299,11 @@ impl<S: PipelineSink> Coordinator<'_, S> {
         } else {
             Some(ack)
         };
-        let permit = self.queued[w].clone().acquire_owned().await?;
+        let permit = self.queued[w]
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::Stopped(format!("partition worker {w}")))?;
         let then_tick = (self.ticking == Ticking::AfterEachBatch).then(|| self.clock.tick_time());
         self.parts.send(
             w,
@@ -315,13 +320,13 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// Advances every partition's clock.
-    fn tick(&mut self) -> anyhow::Result<()> {
+    fn tick(&mut self) -> Result<()> {
         let time = self.clock.tick_time();
         self.parts.broadcast(|| WorkerMsg::Tick(time))
     }
 
     /// Takes in a worker's report.
-    fn on_report(&mut self, report: Report) -> anyhow::Result<()> {
+    fn on_report(&mut self, report: Report) -> Result<()> {
         match report {
             Report::Applied {
                 applied,
@@ -345,7 +350,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
                 let Some(store) = self.store.clone() else {
                     return Ok(());
                 };
-                let job = move || -> anyhow::Result<()> {
+                let job = move || -> Result<()> {
                     if let Some(history) = history {
                         history()?;
                     }
@@ -366,7 +371,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
                 self.write_next();
             }
             Report::Synced => self.synced += 1,
-            Report::Failed(e) => anyhow::bail!("{e}"),
+            Report::Failed(e) => return Err(RuntimeError::Worker(e)),
         }
         Ok(())
     }
@@ -390,7 +395,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// A checkpoint write is over: its acknowledgements are released when it succeeded.
-    async fn on_written(&mut self, seq: u64) -> anyhow::Result<()> {
+    async fn on_written(&mut self, seq: u64) -> Result<()> {
         if self.writing.as_ref().is_none_or(|w| w.seq != seq) {
             return Ok(());
         }
@@ -398,7 +403,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
             return Ok(());
         };
         task.await
-            .map_err(|e| anyhow::anyhow!("checkpoint write panicked: {e}"))??;
+            .map_err(|e| RuntimeError::Worker(format!("a checkpoint write panicked: {e}")))??;
         for ack in acks {
             ack.ack();
         }
@@ -422,7 +427,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     /// the copies are encoded and written one at a time off the partitions' threads while
     /// batches keep flowing; a partition's held acknowledgements are released when its write
     /// completes (the source commits offsets only up to checkpointed batches).
-    fn begin_checkpoint(&mut self) -> anyhow::Result<()> {
+    fn begin_checkpoint(&mut self) -> Result<()> {
         if self.store.is_none() || !self.round_done() {
             return Ok(());
         }
@@ -451,7 +456,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// The next report or finished write, while waiting for something.
-    async fn next_event(&mut self) -> anyhow::Result<()> {
+    async fn next_event(&mut self) -> Result<()> {
         tokio::select! {
             Some(r) = self.reports.recv() => self.on_report(r),
             Some(seq) = self.written_rx.recv() => self.on_written(seq).await,
@@ -459,7 +464,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// Waits until the round in flight (if any) is written.
-    async fn finish_round(&mut self) -> anyhow::Result<()> {
+    async fn finish_round(&mut self) -> Result<()> {
         while !self.round_done() {
             self.next_event().await?;
         }
@@ -467,14 +472,14 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// Checkpoints every changed partition now, after the round in flight, and waits for it.
-    async fn checkpoint_now(&mut self) -> anyhow::Result<()> {
+    async fn checkpoint_now(&mut self) -> Result<()> {
         self.finish_round().await?;
         self.begin_checkpoint()?;
         self.finish_round().await
     }
 
     /// Waits until every worker has done everything sent to it so far.
-    async fn settle(&mut self) -> anyhow::Result<()> {
+    async fn settle(&mut self) -> Result<()> {
         self.synced = 0;
         self.parts.broadcast(|| WorkerMsg::Sync)?;
         while self.synced < self.parts.workers() {
@@ -485,7 +490,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
 
     /// Starts a checkpoint when one is due (every `interval` or `max_messages`) and none is
     /// being written.
-    fn checkpoint_if_due(&mut self, interval: Duration, max_messages: u64) -> anyhow::Result<()> {
+    fn checkpoint_if_due(&mut self, interval: Duration, max_messages: u64) -> Result<()> {
         if self.store.is_none() || !self.round_done() {
             return Ok(());
         }
@@ -498,7 +503,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     }
 
     /// Restores assigned partitions from their checkpoints; returns where to start each.
-    fn assigned(&mut self, parts: &[ShardId]) -> anyhow::Result<Vec<Option<i64>>> {
+    fn assigned(&mut self, parts: &[ShardId]) -> Result<Vec<Option<i64>>> {
         let Some(store) = self.store.clone() else {
             return Ok(vec![None; parts.len()]);
         };
@@ -507,8 +512,10 @@ impl<S: PipelineSink> Coordinator<'_, S> {
             self.released.remove(id);
             let restored = match store.load(id)? {
                 Some(c) => {
-                    let core = ScoringCore::restore(&c.state)
-                        .map_err(|e| anyhow::anyhow!("checkpoint {}/{}: {e}", c.topic, c.partition))?;
+                    let core = ScoringCore::restore(&c.state).map_err(|e| RuntimeError::Checkpoint {
+                        path: store.dir().join(&c.topic).join(format!("{}.ckpt", c.partition)),
+                        detail: e.to_string(),
+                    })?;
                     Some((core, c.progress))
                 }
                 None => None,
@@ -537,7 +544,7 @@ impl<S: PipelineSink> Coordinator<'_, S> {
     /// last checkpoint (clock ticks change state too), and drops the revoked partitions unless
     /// `keep`: a revocation while stopping leaves them held, so what the process reports last
     /// (the health table, SQL until exit) is still the state of every partition it held.
-    async fn revoked(&mut self, parts: &[ShardId], keep: bool) -> anyhow::Result<()> {
+    async fn revoked(&mut self, parts: &[ShardId], keep: bool) -> Result<()> {
         // A partition not held is skipped by the round.
         self.changed.extend(parts.iter().cloned());
         self.checkpoint_now().await?;
@@ -570,7 +577,7 @@ pub async fn run<S: PipelineSink + Clone + 'static>(
     checkpoints: Option<Checkpointing>,
     shutdown: impl Future<Output = ()>,
     stop_source: impl FnOnce(),
-) -> anyhow::Result<PipelineStats> {
+) -> Result<PipelineStats> {
     let (store, interval, max_messages, mut requests) = match checkpoints {
         Some(c) => (Some(c.store), c.interval, c.max_messages.max(1), Some(c.requests)),
         None => (None, Duration::MAX, u64::MAX, None),
@@ -626,10 +633,10 @@ pub async fn run<S: PipelineSink + Clone + 'static>(
                 match req {
                     OwnerRequest::Assigned(parts, reply) => {
                         let result = p.assigned(&parts);
-                        let failed = result.as_ref().err().map(|e| format!("{e:#}"));
-                        let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+                        let failed = result.as_ref().err().map(|e| e.to_string());
+                        let _ = reply.send(result.map_err(|e| e.to_string()));
                         if let Some(e) = failed {
-                            anyhow::bail!("restoring partitions: {e}");
+                            return Err(RuntimeError::Source(format!("restoring partitions: {e}")));
                         }
                     }
                     OwnerRequest::Revoked(parts, reply) => {
@@ -686,10 +693,10 @@ mod tests {
     #[derive(Clone)]
     struct NoSink;
     impl PipelineSink for NoSink {
-        fn on_batch(&mut self, _: &ShardId, _: &RecordBatch, _: &ApplyOutcome, _: &ScoringCore) -> anyhow::Result<()> {
+        fn on_batch(&mut self, _: &ShardId, _: &RecordBatch, _: &ApplyOutcome, _: &ScoringCore) -> Result<()> {
             Ok(())
         }
-        fn on_tick(&mut self, _: &ShardId, _: &[Alert], _: &ScoringCore) -> anyhow::Result<()> {
+        fn on_tick(&mut self, _: &ShardId, _: &[Alert], _: &ScoringCore) -> Result<()> {
             Ok(())
         }
     }

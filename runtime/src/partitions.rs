@@ -18,6 +18,7 @@ use vigil_engine::scoring::{AccountInfo, ScoringConfig, ScoringCore, ShardId, he
 
 use crate::actor::{Dimension, Effects, Input, PartitionActor, TickTime};
 use crate::checkpoint::PartitionProgress;
+use crate::error::{Result, RuntimeError};
 use crate::pipeline::{HistoryWrite, PipelineSink};
 
 /// How long a reader waits for the partitions' answer.
@@ -136,7 +137,7 @@ pub fn default_workers() -> usize {
 
 impl Partitions {
     /// `workers` threads (at least one), no partitions yet; `accounts` is the accounts dimension.
-    pub fn new(config: ScoringConfig, accounts: &[AccountInfo], workers: usize) -> anyhow::Result<Partitions> {
+    pub fn new(config: ScoringConfig, accounts: &[AccountInfo], workers: usize) -> Result<Partitions> {
         let dims = Arc::new(Dimension::new(&config, accounts)?);
         let n = workers.max(1);
         let counters: Arc<[WorkerCounters]> = (0..n).map(|_| WorkerCounters::default()).collect();
@@ -146,7 +147,8 @@ impl Partitions {
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name(format!("vigil-partitions-{i}"))
-                .spawn(move || worker(rx, &counters[i]))?;
+                .spawn(move || worker(rx, &counters[i]))
+                .map_err(|e| RuntimeError::io("starting a partition worker thread", e))?;
             senders.push(tx);
         }
         Ok(Partitions {
@@ -184,7 +186,7 @@ impl Partitions {
 
     /// The worker thread with the fewest partitions takes `actor` (replacing a partition of the
     /// same id).
-    pub fn adopt(&self, actor: PartitionActor) -> anyhow::Result<()> {
+    pub fn adopt(&self, actor: PartitionActor) -> Result<()> {
         let id = actor.id().clone();
         self.release(&id)?;
         let mut r = self.routes();
@@ -196,7 +198,7 @@ impl Partitions {
     }
 
     /// Drops a partition (revoked: another process owns it now); false when not held.
-    pub fn release(&self, shard: &ShardId) -> anyhow::Result<bool> {
+    pub fn release(&self, shard: &ShardId) -> Result<bool> {
         let mut r = self.routes();
         let Some(w) = r.by_shard.remove(shard) else {
             return Ok(false);
@@ -231,13 +233,13 @@ impl Partitions {
             .collect()
     }
 
-    pub(crate) fn send(&self, worker: usize, msg: WorkerMsg) -> anyhow::Result<()> {
+    pub(crate) fn send(&self, worker: usize, msg: WorkerMsg) -> Result<()> {
         self.inner.workers[worker]
             .send(msg)
-            .map_err(|_| anyhow::anyhow!("partition worker {worker} has stopped"))
+            .map_err(|_| RuntimeError::Stopped(format!("partition worker {worker}")))
     }
 
-    pub(crate) fn broadcast(&self, msg: impl Fn() -> WorkerMsg) -> anyhow::Result<()> {
+    pub(crate) fn broadcast(&self, msg: impl Fn() -> WorkerMsg) -> Result<()> {
         for w in 0..self.workers() {
             self.send(w, msg())?;
         }
@@ -249,7 +251,7 @@ impl Partitions {
     pub fn each<T: Send + 'static>(
         &self,
         f: impl Fn(&ShardId, &ScoringCore) -> T + Send + Sync + 'static,
-    ) -> anyhow::Result<Vec<(ShardId, T)>> {
+    ) -> Result<Vec<(ShardId, T)>> {
         let f = Arc::new(f);
         let (tx, rx) = std::sync::mpsc::channel();
         for w in 0..self.workers() {
@@ -267,7 +269,7 @@ impl Partitions {
         for _ in 0..self.workers() {
             let part = rx
                 .recv_timeout(VISIT_TIMEOUT)
-                .map_err(|e| anyhow::anyhow!("the partitions did not answer: {e}"))?;
+                .map_err(|e| RuntimeError::Stopped(format!("a partition worker ({e})")))?;
             out.extend(part);
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -275,7 +277,7 @@ impl Partitions {
     }
 
     /// The health table over every partition, then the dimension's accounts no partition holds.
-    pub fn health_batch(&self) -> anyhow::Result<RecordBatch> {
+    pub fn health_batch(&self) -> Result<RecordBatch> {
         let mut parts: Vec<RecordBatch> = self
             .each(|_, c| c.health_batch())?
             .into_iter()
@@ -300,7 +302,7 @@ impl Partitions {
     }
 
     /// Accounts known: held by a partition or in the dimension.
-    pub fn accounts(&self) -> anyhow::Result<usize> {
+    pub fn accounts(&self) -> Result<usize> {
         let ids = self.each(|_, c| c.account_ids().map(str::to_string).collect::<Vec<_>>())?;
         let held: HashSet<String> = ids.into_iter().flat_map(|(_, v)| v).collect();
         let dims_only = self.dims().account_ids().filter(|id| !held.contains(*id)).count();
@@ -308,7 +310,7 @@ impl Partitions {
     }
 
     /// True when the account is a key account (tier = key or ARR over the threshold).
-    pub fn is_key(&self, account_id: &str) -> anyhow::Result<bool> {
+    pub fn is_key(&self, account_id: &str) -> Result<bool> {
         let id = account_id.to_string();
         let held = self.each(move |_, c| c.contains(&id).then(|| c.is_key(&id)))?;
         Ok(match held.into_iter().find_map(|(_, k)| k) {
@@ -319,7 +321,7 @@ impl Partitions {
 
     /// Refits every partition's population model on its history (partitions without enough
     /// data keep their parameters). Returns once queued: each partition refits between steps.
-    pub fn refit_bgnbd(&self) -> anyhow::Result<()> {
+    pub fn refit_bgnbd(&self) -> Result<()> {
         self.broadcast(|| WorkerMsg::Refit)
     }
 }
@@ -336,7 +338,7 @@ fn worker(mut rx: mpsc::UnboundedReceiver<WorkerMsg>, counters: &WorkerCounters)
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| w.handle(msg)));
         let failure = match result {
             Ok(Ok(())) => continue,
-            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Err(e)) => e.to_string(),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -369,7 +371,7 @@ impl Worker<'_> {
         }
     }
 
-    fn handle(&mut self, msg: WorkerMsg) -> anyhow::Result<()> {
+    fn handle(&mut self, msg: WorkerMsg) -> Result<()> {
         match msg {
             WorkerMsg::Adopt(actor) => {
                 self.actors.insert(actor.id().clone(), *actor);
@@ -427,12 +429,11 @@ impl Worker<'_> {
     }
 
     /// Steps one partition and performs its effects.
-    fn step(&mut self, shard: &ShardId, input: Input) -> anyhow::Result<()> {
+    fn step(&mut self, shard: &ShardId, input: Input) -> Result<()> {
         let started = Instant::now();
-        let actor = self
-            .actors
-            .get_mut(shard)
-            .ok_or_else(|| anyhow::anyhow!("partition {}/{} is not held by this worker", shard.0, shard.1))?;
+        let actor = self.actors.get_mut(shard).ok_or_else(|| {
+            RuntimeError::Worker(format!("partition {}/{} is not held by this worker", shard.0, shard.1))
+        })?;
         let effects = actor.step(input)?;
         let Some(sink) = self.sink.as_mut() else {
             return Ok(());

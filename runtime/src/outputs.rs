@@ -21,6 +21,7 @@ use vigil_connectors::outbox::{HookAlert, HookDispatcher};
 use vigil_engine::scoring::{Alert, ApplyOutcome, HealthScore, ScoringCore, ShardId, Tier, alerts_to_batch};
 use vigil_queries::SegmentStore;
 
+use crate::error::{Result, RuntimeError};
 use crate::metrics::RunMetrics;
 use crate::pipeline::{HistoryWrite, PipelineSink};
 
@@ -66,7 +67,7 @@ const COMPACT_AT: usize = 8;
 /// once there are [`COMPACT_AT`] of them: a checkpoint every few seconds writes a small segment
 /// each time, and a table of many small files is slow to scan. Segments numbered before `seq`
 /// are covered by a durable checkpoint, so a merged one is never dropped as uncovered.
-fn compact_small(store: &SegmentStore, shard: &ShardId, seq: u64, flush_rows: usize) -> anyhow::Result<()> {
+fn compact_small(store: &SegmentStore, shard: &ShardId, seq: u64, flush_rows: usize) -> Result<()> {
     let mut small: Vec<(u64, String)> = store
         .segments()
         .iter()
@@ -88,7 +89,7 @@ fn compact_small(store: &SegmentStore, shard: &ShardId, seq: u64, flush_rows: us
 
 /// The rows of `batch` the history keeps: (applied, late). Duplicates of an applied event id
 /// are left out (the first copy is kept; they are counted in the outcome).
-fn history_rows(batch: &RecordBatch, outcome: &ApplyOutcome) -> anyhow::Result<(RecordBatch, Option<RecordBatch>)> {
+fn history_rows(batch: &RecordBatch, outcome: &ApplyOutcome) -> Result<(RecordBatch, Option<RecordBatch>)> {
     if outcome.late_rows.is_empty() && outcome.duplicate_rows.is_empty() {
         return Ok((batch.clone(), None));
     }
@@ -213,7 +214,7 @@ impl RunOutputs {
     }
 
     /// Alerts raised by partition `shard` (by a batch or a clock tick).
-    fn alerts(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn alerts(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> Result<()> {
         if alerts.is_empty() {
             return Ok(());
         }
@@ -239,7 +240,7 @@ impl RunOutputs {
         }
         if let Some(tx) = &self.hooks {
             tx.send(hook_alerts)
-                .map_err(|_| anyhow::anyhow!("the hooks' outbox writer has stopped"))?;
+                .map_err(|_| RuntimeError::Stopped("the hooks' outbox writer".into()))?;
         }
         Ok(())
     }
@@ -254,7 +255,7 @@ impl RunOutputs {
 
     /// Writes the unkeyed history tails as segments (without checkpoints). Partitions' history
     /// is written by their checkpoints only.
-    pub fn flush(&self) -> anyhow::Result<()> {
+    pub fn flush(&self) -> Result<()> {
         for s in self.stores() {
             s.flush_segment()?;
         }
@@ -269,7 +270,7 @@ impl PipelineSink for RunOutputs {
         batch: &RecordBatch,
         outcome: &ApplyOutcome,
         core: &ScoringCore,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let key = self.key_of(shard);
         if let Some(events) = &self.events {
             let (applied, late) = history_rows(batch, outcome)?;
@@ -292,18 +293,18 @@ impl PipelineSink for RunOutputs {
         self.alerts(shard, &outcome.alerts, core)
     }
 
-    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> anyhow::Result<()> {
+    fn on_tick(&mut self, shard: &ShardId, alerts: &[Alert], core: &ScoringCore) -> Result<()> {
         self.alerts(shard, alerts, core)
     }
 
-    fn after_step(&mut self) -> anyhow::Result<()> {
+    fn after_step(&mut self) -> Result<()> {
         if !self.lines.is_empty() {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             for line in self.lines.drain(..) {
-                writeln!(out, "{line}")?;
+                writeln!(out, "{line}").map_err(|e| RuntimeError::io("printing alerts", e))?;
             }
-            out.flush()?;
+            out.flush().map_err(|e| RuntimeError::io("printing alerts", e))?;
         }
         // Without checkpoints, the unkeyed tails become segments by size.
         if !self.tied_to_checkpoints && self.events.as_ref().is_some_and(|e| e.tail_rows() >= self.flush_rows) {
@@ -325,14 +326,14 @@ impl PipelineSink for RunOutputs {
                 store.commit(cut, &name)?;
                 // Optional: a failed compaction leaves the small segments as they are.
                 if let Err(e) = compact_small(&store, &shard, seq, flush_rows) {
-                    tracing::warn!(error = %format!("{e:#}"), topic = %shard.0, partition = shard.1, "compacting history segments failed");
+                    tracing::warn!(error = %e, topic = %shard.0, partition = shard.1, "compacting history segments failed");
                 }
             }
             Ok(())
         }))
     }
 
-    fn on_restored(&mut self, shard: &ShardId, seq: u64) -> anyhow::Result<()> {
+    fn on_restored(&mut self, shard: &ShardId, seq: u64) -> Result<()> {
         let key = history_key(shard);
         for s in self.stores() {
             let n = s.discard(&key, |stem| written_after(stem, shard, seq))?;
@@ -343,7 +344,7 @@ impl PipelineSink for RunOutputs {
         Ok(())
     }
 
-    fn on_checkpoint(&mut self, _written: usize, held: usize) -> anyhow::Result<()> {
+    fn on_checkpoint(&mut self, _written: usize, held: usize) -> Result<()> {
         if let Some(m) = &self.metrics {
             m.checkpoint_written(std::time::Instant::now());
             m.set_partitions(held as i64);

@@ -42,7 +42,7 @@ pub fn account_rows(accounts: &[AccountInfo]) -> Vec<Account> {
 
 impl LiveTables {
     /// Opens (or creates) the history under `data_dir` and builds the session.
-    pub fn open(data_dir: &Path, accounts: &[AccountInfo], parts: Partitions) -> anyhow::Result<LiveTables> {
+    pub fn open(data_dir: &Path, accounts: &[AccountInfo], parts: Partitions) -> crate::Result<LiveTables> {
         let event_store =
             |name: &str| SegmentStore::open(name, data_dir.join(name), vigil_engine::schema::event_schema(), "ts");
         let events = event_store("events")?;
@@ -60,7 +60,7 @@ impl LiveTables {
             .health(Arc::new(move || {
                 parts
                     .health_batch()
-                    .map_err(|e| vigil_queries::datafusion::error::DataFusionError::Execution(format!("{e:#}")))
+                    .map_err(|e| vigil_queries::datafusion::error::DataFusionError::Execution(e.to_string()))
             }))
             .build()?;
         Ok(LiveTables {
