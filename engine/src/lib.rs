@@ -4,10 +4,10 @@
 //! - [`schema`]: the one Arrow schema of an event batch.
 //! - [`decode`]: JSON message → validated event → rows of a [`arrow::record_batch::RecordBatch`].
 
-pub mod bgnbd;
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod models;
 pub mod rules;
 pub mod schema;
 pub mod scoring;

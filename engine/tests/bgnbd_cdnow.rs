@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use vigil_engine::bgnbd::{self, BgNbdParams, Rfm};
+use vigil_engine::models::bgnbd::{self, BgNbdParams, Rfm};
 
 const SUMMARY_CSV: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -6,7 +6,7 @@ mod scoring_common;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use scoring_common::*;
-use vigil_engine::bgnbd::BgNbdParams;
+use vigil_engine::models::bgnbd::BgNbdParams;
 use vigil_engine::scoring::{
     Band, BaseRule, Component as C, HealthScore, Population, ScoringConfig, ScoringCore, health_schema,
 };

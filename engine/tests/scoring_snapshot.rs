@@ -3,7 +3,7 @@
 mod scoring_common;
 
 use scoring_common::*;
-use vigil_engine::bgnbd::BgNbdParams;
+use vigil_engine::models::bgnbd::BgNbdParams;
 use vigil_engine::scoring::{AccountInfo, Alert, Population, ScoringConfig, ScoringCore, Tier};
 use vigil_engine::{Event, EventKind as K};
 

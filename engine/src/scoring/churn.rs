@@ -31,8 +31,8 @@ use serde::Serialize;
 
 use super::config::ScoringConfig;
 use super::state::{AccountState, day_of, first_minute};
-use crate::bgnbd::BgNbdParams;
 use crate::event::EventKind;
+use crate::models::bgnbd::BgNbdParams;
 
 /// Which rule gave the base risk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -55,9 +55,9 @@ use super::state::{
 };
 use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
-use crate::bgnbd::{self, BgNbdFit, Rfm};
 use crate::error::EngineError;
 use crate::event::EventKind;
+use crate::models::bgnbd::{self, BgNbdFit, Rfm};
 use crate::schema;
 
 /// Snapshot format version. 4: daily entry keys hold `kind ^ 14` (activity last within a day),

@@ -17,8 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bgnbd::Rfm;
 use crate::event::EventKind;
+use crate::models::bgnbd::Rfm;
 
 use super::account::AccountMeta;
 use super::config::QuietConfig;

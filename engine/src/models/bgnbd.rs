@@ -9,11 +9,10 @@
 //! Equation numbers refer to the paper. Everything is computed in log space where it matters, so
 //! customers with hundreds of purchases do not overflow.
 
-use argmin::core::{CostFunction, Executor, State, TerminationReason};
-use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
 
+use super::optimize::{Minimum, minimize_log_params};
 use crate::error::EngineError;
 
 /// The four population parameters of BG/NBD: purchase rates are Gamma(`r`, `alpha`) across
@@ -353,9 +352,6 @@ struct NegMeanLl<'a> {
     total_weight: f64,
 }
 
-/// Cost of a non-finite likelihood: finite, so Nelder-Mead's spread test stays finite too.
-const PENALTY: f64 = 1e100;
-
 impl NegMeanLl<'_> {
     fn total_ll(&self, p: &BgNbdParams) -> f64 {
         let mut total = 0.0;
@@ -377,20 +373,6 @@ fn params_from_log(p: &[f64]) -> BgNbdParams {
         alpha: p[1].exp(),
         a: p[2].exp(),
         b: p[3].exp(),
-    }
-}
-
-impl CostFunction for NegMeanLl<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-
-    fn cost(&self, p: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let ll = self.total_ll(&params_from_log(p));
-        Ok(if ll.is_finite() {
-            -ll / self.total_weight
-        } else {
-            PENALTY
-        })
     }
 }
 
@@ -418,17 +400,6 @@ pub fn group_identical(customers: &[Rfm]) -> Vec<(Rfm, u64)> {
 pub fn fit(customers: &[Rfm]) -> Result<BgNbdFit, EngineError> {
     fit_weighted(&group_identical(customers))
 }
-
-/// Nelder-Mead rounds: each restarts from the best point with a fresh simplex, which guards
-/// against a collapsed simplex stopping early.
-const MAX_ROUNDS: usize = 8;
-const MAX_ITERS_PER_ROUND: u64 = 5_000;
-const SD_TOLERANCE: f64 = 1e-12;
-/// Rounds stop once a round improves the mean log-likelihood by less than this.
-const ROUND_IMPROVEMENT: f64 = 1e-11;
-/// Fitted log-parameters beyond this magnitude (e^30 ≈ 1e13) mean the likelihood has no interior
-/// maximum on this data.
-const MAX_ABS_LOG_PARAM: f64 = 30.0;
 
 /// Like [`fit`], for rows already grouped as `(statistics, number of customers with them)`.
 /// Rows with count 0 are ignored; `customers` of the result is the sum of the counts.
@@ -486,61 +457,13 @@ pub fn fit_weighted(groups: &[(Rfm, u64)]) -> Result<BgNbdFit, EngineError> {
         groups: &xgroups,
         total_weight: total_count as f64,
     };
-
-    // Start at all parameters 1 (log 0), then restart around the best point with shrinking simplices.
-    let mut best: Vec<f64> = vec![0.0; 4];
-    let mut best_cost = problem.cost(&best).unwrap_or(PENALTY);
-    let mut iterations = 0_u64;
-    let mut converged = false;
-    for round in 0..MAX_ROUNDS {
-        let step = if round == 0 { 1.0 } else { 0.1 };
-        let mut simplex = vec![best.clone()];
-        for k in 0..4 {
-            let mut v = best.clone();
-            v[k] += step;
-            simplex.push(v);
-        }
-        let solver = NelderMead::new(simplex)
-            .with_sd_tolerance(SD_TOLERANCE)
-            .map_err(|e| EngineError::FitFailed(format!("Nelder-Mead setup: {e}")))?;
-        let result = Executor::new(
-            NegMeanLl {
-                groups: &xgroups,
-                total_weight: problem.total_weight,
-            },
-            solver,
-        )
-        .configure(|s| s.max_iters(MAX_ITERS_PER_ROUND))
-        .timer(false)
-        .run()
-        .map_err(|e| EngineError::FitFailed(format!("Nelder-Mead: {e}")))?;
-        let state = result.state();
-        iterations += state.get_iter();
-        let hit_max = matches!(state.get_termination_reason(), Some(TerminationReason::MaxItersReached));
-        let Some(p) = state.get_best_param() else {
-            return fail("Nelder-Mead returned no parameters".to_string());
-        };
-        let cost = state.get_best_cost();
-        let improvement = best_cost - cost;
-        if cost < best_cost {
-            best = p.clone();
-            best_cost = cost;
-        }
-        if round > 0 && !hit_max && improvement < ROUND_IMPROVEMENT {
-            converged = true;
-            break;
-        }
-    }
-    if !converged {
-        return fail(format!(
-            "Nelder-Mead did not converge in {MAX_ROUNDS} rounds ({iterations} iterations)"
-        ));
-    }
-    if best_cost >= PENALTY || best.iter().any(|v| !v.is_finite() || v.abs() > MAX_ABS_LOG_PARAM) {
-        return fail(format!(
-            "the likelihood has no finite maximum on this data (log-parameters {best:?})"
-        ));
-    }
+    let cost = |p: &[f64]| -problem.total_ll(&params_from_log(p)) / problem.total_weight;
+    // Start at all parameters 1 (log 0).
+    let Minimum {
+        log_params: best,
+        iterations,
+        ..
+    } = minimize_log_params(&cost, &[0.0; 4])?;
     let params = params_from_log(&best);
     Ok(BgNbdFit {
         params,
