@@ -2,7 +2,7 @@
 //! `t` time units of a customer with `x` repeat purchases, the last at `t_x`, observed for `T`.
 //!
 //! NULL when an argument is NULL, `t` is negative, or the history or parameters are invalid (see
-//! [`super::p_alive`]). Computed by [`vigil_engine::bgnbd::BgNbdParams::expected_conditional`].
+//! [`super::p_alive`]). Computed by [`vigil_engine::models::bgnbd::BgNbdParams::expected_conditional`].
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;

@@ -3,12 +3,12 @@
 //!
 //! NULL when an argument is NULL or the history is impossible (negative values, `t_x > T`,
 //! `x > 0` with `t_x = 0` is allowed) or a parameter is not positive. Computed by
-//! [`vigil_engine::bgnbd::BgNbdParams::p_alive`].
+//! [`vigil_engine::models::bgnbd::BgNbdParams::p_alive`].
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
-use vigil_engine::bgnbd::{BgNbdParams, Rfm};
+use vigil_engine::models::bgnbd::{BgNbdParams, Rfm};
 
 /// The `p_alive` UDF.
 #[derive(Debug, PartialEq, Eq, Hash)]
