@@ -68,6 +68,40 @@ pub struct VigilConfig {
     /// Process memory (`[memory]`).
     #[serde(default)]
     pub memory: MemoryConfig,
+    /// Population model fits (`[models]`).
+    #[serde(default)]
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: when `vigil run` fits the population models (BG/NBD, Gamma-Gamma, sBG) on the
+/// history of every partition it holds. Each fit is stored as the next version in
+/// `<data_dir>/models.jsonl` (the `models` table) and handed to every partition; a restart
+/// starts from the newest stored fit. Fits read the history, so `[history] enabled` must be on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Milliseconds from start-up to the first fit.
+    #[serde(default = "default_first_fit_ms")]
+    pub first_fit_ms: u64,
+    /// Milliseconds between fits; 0: never fit (the stored fit, if any, stays in use).
+    #[serde(default = "default_fit_interval_ms")]
+    pub fit_interval_ms: u64,
+}
+
+fn default_first_fit_ms() -> u64 {
+    60_000
+}
+fn default_fit_interval_ms() -> u64 {
+    3_600_000
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            first_fit_ms: default_first_fit_ms(),
+            fit_interval_ms: default_fit_interval_ms(),
+        }
+    }
 }
 
 /// `[memory]`: how the process takes its memory.

@@ -70,6 +70,9 @@ enum Command {
     /// through the pipeline in event time; history goes to the data directory, alerts to
     /// stdout (unless `--quiet`), progress to stderr, a summary line to stdout at the end.
     Replay(vigil::cli::replay::ReplayArgs),
+    /// Population models of the customers (BG/NBD, Gamma-Gamma, sBG): `vigil model fit`.
+    #[command(subcommand)]
+    Model(vigil::cli::model::ModelCommand),
     /// Produce the demo's generated traffic (hundreds of accounts, key accounts, churners, one
     /// key account going quiet) to a Kafka topic, e.g. for `vigil run` in Docker Compose.
     Generate(vigil::cli::generate::GenerateArgs),
@@ -130,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_sql(args)),
         Command::Query(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_query(args)),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_serve(args)),
+        Command::Model(cmd) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::model::run(cmd)),
         Command::Generate(args) => {
             vigil::cli::generate::run(args)?;
             Ok(())

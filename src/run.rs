@@ -21,6 +21,7 @@ use crate::http::Health;
 use vigil_runtime::checkpoint::{CheckpointOwner, CheckpointStore};
 use vigil_runtime::live::{LiveTables, start_sql_server};
 use vigil_runtime::metrics::RunMetrics;
+use vigil_runtime::models::ModelFitter;
 use vigil_runtime::outputs::{PendingScores, RunOutputs, tier_of, write_outbox};
 use vigil_runtime::partitions::{Partitions, default_workers};
 use vigil_runtime::pipeline::{self, Clock, PipelineStats, Ticking};
@@ -228,6 +229,23 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     let (source, batches) = kafka::start_owned(cfg.source.clone(), 16, Arc::new(owner))?;
     metrics.attach_source(source.metrics().clone());
     metrics.attach_partitions(parts.clone());
+    // Population models: the newest stored fit at once (partitions assigned later take it
+    // first), fresh fits over the history on a schedule.
+    let fitter = ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+    if let Some(version) = fitter.restore()? {
+        tracing::info!(version, "population models from {}", live.models.path().display());
+    }
+    if cfg.models.fit_interval_ms > 0 {
+        if cfg.history.enabled {
+            tasks.push(fitter.spawn(
+                Duration::from_millis(cfg.models.first_fit_ms),
+                Duration::from_millis(cfg.models.fit_interval_ms),
+                stop_rx.clone(),
+            ));
+        } else {
+            tracing::warn!("[history] is off: the population models are not fitted (churn risk uses the recency rule)");
+        }
+    }
     tasks.push(tokio::spawn(observe(
         source.metrics().clone(),
         dispatcher.clone(),

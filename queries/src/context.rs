@@ -1,7 +1,8 @@
 //! [`Analyst`]: a DataFusion session with vigil's tables, UDFs and named queries, read-only.
 //!
 //! Tables: `events` (Parquet segments + in-memory tail, [`crate::segments`]), `accounts`,
-//! `health` (live snapshot, [`crate::snapshot`]) and `alerts` (segments + tail). Every named
+//! `health` (live snapshot, [`crate::snapshot`]), `alerts` (segments + tail), `models` and
+//! `model_params` (the stored population fits, [`crate::models`]). Every named
 //! query is a view with its defaults and a table function with parameters
 //! ([`crate::functions`]). Only the table functions listed in [`ALLOWED_TABLE_FUNCTIONS`] and the
 //! named queries exist in the session, so no SQL can read a file.
@@ -19,6 +20,7 @@ use crate::accounts::{accounts_schema, accounts_table, load_accounts_file};
 use crate::error::{QueryError, Result};
 use crate::functions::{NamedQueryFunction, plan_named};
 use crate::live::{ALERT_TIME_COLUMN, alert_schema, health_schema};
+use crate::models::{ModelStore, model_params_schema, model_params_table, models_schema, models_table};
 use crate::named;
 use crate::readonly;
 use crate::segments::SegmentStore;
@@ -34,9 +36,16 @@ pub struct AnalystBuilder {
     alerts: Option<SegmentStore>,
     accounts: Option<Arc<dyn TableProvider>>,
     health: Option<SnapshotFn>,
+    models: Option<ModelStore>,
 }
 
 impl AnalystBuilder {
+    /// The store of model fits, the `models` table (default: no rows).
+    pub fn models(mut self, store: ModelStore) -> Self {
+        self.models = Some(store);
+        self
+    }
+
     /// The store of late events (older than the watermark: kept, not scored), the
     /// `late_events` table (default: an empty store beside the events).
     pub fn late_events(mut self, late: SegmentStore) -> Self {
@@ -116,6 +125,17 @@ impl AnalystBuilder {
             .health
             .unwrap_or_else(|| Arc::new(|| Ok(RecordBatch::new_empty(health_schema()))));
         ctx.register_table("health", Arc::new(SnapshotTable::new(health_schema(), health)))?;
+        match self.models {
+            Some(store) => {
+                ctx.register_table("models", models_table(store.clone()))?;
+                ctx.register_table("model_params", model_params_table(store))?;
+            }
+            None => {
+                let empty = |schema| Arc::new(SnapshotTable::fixed(RecordBatch::new_empty(schema)));
+                ctx.register_table("models", empty(models_schema()))?;
+                ctx.register_table("model_params", empty(model_params_schema()))?;
+            }
+        }
 
         let state = ctx.state();
         for q in named::builtin() {
@@ -231,6 +251,7 @@ impl Analyst {
             alerts: None,
             accounts: None,
             health: None,
+            models: None,
         }
     }
 
@@ -245,7 +266,10 @@ impl Analyst {
             vigil_engine::schema::event_schema(),
             "ts",
         )?;
-        let mut b = Analyst::builder(events).alerts(alerts).late_events(late);
+        let mut b = Analyst::builder(events)
+            .alerts(alerts)
+            .late_events(late)
+            .models(ModelStore::in_data_dir(root));
         if let Some(p) = dd.accounts() {
             b = b.accounts(load_accounts_file(&p).await?);
         }

@@ -48,6 +48,9 @@ pub enum QueryError {
     /// A sort ran out of its memory limit (a single batch and the merge's reserve did not fit).
     #[error("the sort's memory limit of {limit} bytes is too small: {detail}")]
     SortMemory { limit: usize, detail: String },
+    /// A model fit could not be made, stored or read.
+    #[error("models: {0}")]
+    Models(String),
     /// The input of a sort failed.
     #[error("reading the input")]
     Input(#[source] Box<dyn std::error::Error + Send + Sync>),

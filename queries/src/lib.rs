@@ -9,6 +9,7 @@
 //! - [`udf`]: `p_alive`, `bgnbd_expected`, `health_band`.
 //! - [`readonly`]: the guard refusing anything but queries.
 //! - [`context`]: [`Analyst`], the session tying it together.
+//! - [`models`]: customer summaries from the history, stored model fits, the `models` table.
 //! - [`load`]: events from JSON Lines. [`output`]: table, CSV, JSON, Parquet output.
 //! - [`server`]: the Postgres wire protocol server..
 //! - [`sort`]: event batches sorted by event time in bounded memory (spilling to disk).
@@ -21,6 +22,7 @@ pub mod error;
 pub mod functions;
 pub mod live;
 pub mod load;
+pub mod models;
 pub mod named;
 pub mod output;
 pub mod readonly;

@@ -363,6 +363,8 @@ pub const BUILTIN_SOURCES: &[(&str, &str)] = builtin!(
     "acquisition_cost",
     "churned_accounts",
     "churn_risk",
+    "customer_summary",
+    "customer_value",
 );
 
 static BUILTIN: LazyLock<Vec<NamedQuery>> = LazyLock::new(|| {

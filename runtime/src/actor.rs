@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use vigil_connectors::kafka::BatchSpan;
+use vigil_engine::models::ModelSet;
 use vigil_engine::scoring::{AccountInfo, Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
 
 use crate::checkpoint::PartitionProgress;
@@ -107,8 +108,9 @@ pub enum Input {
     CaughtUp,
     /// The clock advanced.
     Tick(TickTime),
-    /// Refit the population model on the partition's history.
-    Refit,
+    /// New population models (fitted across every partition): the churn risk's base reads them
+    /// from this step on.
+    Models(Arc<ModelSet>),
     /// Copy the state for a checkpoint.
     Checkpoint,
 }
@@ -208,10 +210,10 @@ impl PartitionActor {
                     alerts: self.core.advance_clock(now),
                 })
             }
-            Input::Refit => {
-                // Fails harmlessly while too few accounts have repeat purchases: the
-                // parameters in use stay.
-                let _ = self.core.refit_bgnbd();
+            Input::Models(set) => {
+                // A model that failed to fit keeps the parameters in use.
+                let population = set.population(self.core.population());
+                self.core.set_population(population);
                 Ok(Effects::None)
             }
             Input::Checkpoint => {

@@ -3,13 +3,15 @@
 //! I/O; [`partitions`] runs the actors on a pool of threads and performs their effects;
 //! [`pipeline`] routes batches, ticks clocks and ties checkpoints ([`checkpoint`]), history and
 //! acknowledgements together; [`outputs`] is `vigil run`'s effects (history, alerts, scores);
-//! [`live`] the analyst tables over the running partitions; [`metrics`] the Prometheus series.
+//! [`live`] the analyst tables over the running partitions; [`models`] the population model
+//! fits handed to every partition; [`metrics`] the Prometheus series.
 
 pub mod actor;
 pub mod checkpoint;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod models;
 pub mod outputs;
 pub mod partitions;
 pub mod pipeline;

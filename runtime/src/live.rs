@@ -1,5 +1,5 @@
-//! The analyst tables over a running pipeline: `events`, `late_events` and `alerts` history under the data
-//! directory, `accounts` from the configuration, `health` read from the partitions at each query
+//! The analyst tables over a running pipeline: `events`, `late_events` and `alerts` history and
+//! the `models` fits under the data directory, `accounts` from the configuration, `health` read from the partitions at each query
 //! (each partition's table as of a moment between two of its steps; no writer waits on a lock).
 
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use vigil_queries::server::{Credentials, Server};
 
 use vigil_engine::scoring::{AccountInfo, alert_schema};
 use vigil_queries::accounts::{Account, accounts_table};
+use vigil_queries::models::ModelStore;
 use vigil_queries::{Analyst, SegmentStore};
 
 use crate::partitions::Partitions;
@@ -23,6 +24,8 @@ pub struct LiveTables {
     pub events: SegmentStore,
     pub late_events: SegmentStore,
     pub alerts: SegmentStore,
+    /// The population model fits (`<data_dir>/models.jsonl`, the `models` table).
+    pub models: ModelStore,
 }
 
 /// The accounts dimension as the `accounts` table shows it.
@@ -53,7 +56,9 @@ impl LiveTables {
             alert_schema(),
             vigil_queries::live::ALERT_TIME_COLUMN,
         )?;
+        let models = ModelStore::in_data_dir(data_dir);
         let analyst = Analyst::builder(events.clone())
+            .models(models.clone())
             .late_events(late_events.clone())
             .alerts(alerts.clone())
             .accounts(accounts_table(&account_rows(accounts))?)
@@ -68,6 +73,7 @@ impl LiveTables {
             events,
             late_events,
             alerts,
+            models,
         })
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, RecordBatch};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use vigil_connectors::Ack;
+use vigil_engine::models::ModelSet;
 use vigil_engine::scoring::{AccountInfo, ScoringConfig, ScoringCore, ShardId, health_schema};
 
 use crate::actor::{Dimension, Effects, Input, PartitionActor, TickTime};
@@ -45,8 +46,8 @@ pub(crate) enum WorkerMsg {
     },
     /// Tick every partition of the worker.
     Tick(TickTime),
-    /// Refit every partition's population model.
-    Refit,
+    /// New population models for every partition of the worker.
+    Models(Arc<ModelSet>),
     /// Run a reader's visit between two steps.
     Visit(Visit),
     /// The pipeline starts: its sink (this worker's copy) and where to report.
@@ -94,6 +95,8 @@ struct Inner {
     /// Which worker holds which partition. Changed only by the pipeline's coordinator (and
     /// before it starts); never touched by a step.
     routes: Mutex<Routes>,
+    /// The population models last set; a partition adopted later takes them first.
+    models: Mutex<Option<Arc<ModelSet>>>,
 }
 
 /// Which worker holds which partition.
@@ -161,6 +164,7 @@ impl Partitions {
                 counters,
                 config,
                 dims,
+                models: Mutex::new(None),
             }),
         })
     }
@@ -192,6 +196,9 @@ impl Partitions {
         let mut r = self.routes();
         let w = (0..r.load.len()).min_by_key(|&w| (r.load[w], w)).unwrap_or(0);
         self.send(w, WorkerMsg::Adopt(Box::new(actor)))?;
+        if let Some(set) = self.models() {
+            self.send(w, WorkerMsg::Models(set))?;
+        }
         r.by_shard.insert(id, w);
         r.load[w] += 1;
         Ok(())
@@ -319,10 +326,18 @@ impl Partitions {
         })
     }
 
-    /// Refits every partition's population model on its history (partitions without enough
-    /// data keep their parameters). Returns once queued: each partition refits between steps.
-    pub fn refit_bgnbd(&self) -> Result<()> {
-        self.broadcast(|| WorkerMsg::Refit)
+    /// Hands population models fitted across all partitions to every partition, now and to
+    /// any partition adopted later. Returns once queued: each partition takes them between two
+    /// steps.
+    pub fn set_models(&self, set: ModelSet) -> Result<()> {
+        let set = Arc::new(set);
+        *self.inner.models.lock().unwrap_or_else(|p| p.into_inner()) = Some(set.clone());
+        self.broadcast(|| WorkerMsg::Models(set.clone()))
+    }
+
+    /// The models last handed to the partitions.
+    pub fn models(&self) -> Option<Arc<ModelSet>> {
+        self.inner.models.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -409,9 +424,9 @@ impl Worker<'_> {
                     self.step(&id, Input::Tick(time))?;
                 }
             }
-            WorkerMsg::Refit => {
+            WorkerMsg::Models(set) => {
                 for a in self.actors.values_mut() {
-                    a.step(Input::Refit)?;
+                    a.step(Input::Models(set.clone()))?;
                 }
             }
             WorkerMsg::Visit(visit) => visit(&self.actors),

@@ -4,4 +4,5 @@ pub mod alerts;
 pub mod analyst;
 pub mod backfill;
 pub mod generate;
+pub mod model;
 pub mod replay;

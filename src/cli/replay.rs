@@ -44,6 +44,7 @@ use crate::config::{HistoryConfig, VigilConfig, default_data_dir};
 use vigil_runtime::actor::PartitionActor;
 use vigil_runtime::checkpoint::PartitionProgress;
 use vigil_runtime::live::LiveTables;
+use vigil_runtime::models::ModelFitter;
 use vigil_runtime::outputs::RunOutputs;
 use vigil_runtime::partitions::Partitions;
 use vigil_runtime::pipeline::{self, Clock, PipelineSink, PipelineStats, Ticking};
@@ -362,6 +363,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         // table as of the end of the replay (for `vigil sql --data-dir`).
         if let Some(write) = outputs.history_cut(&shard, state.next_seq()) {
             write()?;
+        }
+        // The population models, fitted on the whole history now in the data directory,
+        // reach the partition before its checkpoint and the health table are taken.
+        if s.history.enabled {
+            let fitter = ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+            let set = fitter.fit(pipeline::wall_ms()).await?;
+            eprintln!("replay: {}", vigil_runtime::models::describe(&set));
         }
         let wanted = shard.clone();
         let snapshot = parts

@@ -104,7 +104,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     });
 
     let alerts: Arc<RwLock<Vec<Alert>>> = Arc::default();
-    let view = view::spawn(parts.clone(), sim_now.clone(), alerts.clone(), start_ms, stop.clone());
     let duration = opts.duration;
     let shutdown = async move {
         match duration {
@@ -123,6 +122,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let data_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let live = vigil_runtime::live::LiveTables::open(&data_dir, &accounts, parts.clone())?;
+    let fitter = vigil_runtime::models::ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+    let view = view::spawn(
+        parts.clone(),
+        fitter,
+        sim_now.clone(),
+        alerts.clone(),
+        start_ms,
+        stop.clone(),
+    );
     let (sql_stop_tx, sql_stop) = tokio::sync::watch::channel(false);
     let creds = vigil_queries::server::Credentials {
         user: "vigil".into(),

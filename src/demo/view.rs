@@ -9,6 +9,7 @@ use std::time::Duration;
 use vigil_engine::scoring::{Alert, BaseRule, HealthScore};
 
 use super::generator::DAY_MS;
+use vigil_runtime::models::ModelFitter;
 use vigil_runtime::partitions::Partitions;
 
 /// Prints one alert as a line.
@@ -70,9 +71,11 @@ fn render(rows: &[HealthScore], accounts: usize, day: f64, alerts: usize) -> Str
     out
 }
 
-/// Prints the view every few seconds until `stop`; refits BG/NBD as history accumulates.
+/// Prints the view every few seconds until `stop`; refits the population models on the
+/// history so far before each.
 pub fn spawn(
     parts: Partitions,
+    fitter: ModelFitter,
     sim_now: Arc<AtomicI64>,
     alerts: Arc<RwLock<Vec<Alert>>>,
     start_ms: i64,
@@ -84,14 +87,13 @@ pub fn spawn(
             tokio::time::sleep(Duration::from_secs(5)).await;
             let day = (sim_now.load(Ordering::Relaxed) - start_ms) as f64 / DAY_MS as f64;
             let n_alerts = alerts.read().map(|a| a.len()).unwrap_or(0);
-            // Population parameters from the history so far (each partition keeps its own
-            // while too few of its accounts have repeat purchases).
+            // Population models from the history so far (the parameters in use stay while too
+            // few accounts have repeat purchases).
+            if let Err(e) = fitter.fit(vigil_runtime::pipeline::wall_ms()).await {
+                tracing::debug!(error = %e, "demo model fit");
+            }
             let parts = parts.clone();
-            let view = tokio::task::spawn_blocking(move || {
-                parts.refit_bgnbd()?;
-                riskiest(&parts)
-            })
-            .await;
+            let view = tokio::task::spawn_blocking(move || riskiest(&parts)).await;
             let Ok(Ok((rows, accounts))) = view else { return };
             let text = render(&rows, accounts, day, n_alerts);
             if tty {

@@ -3,11 +3,17 @@
 //! - [`p_alive::PAlive`]: `p_alive(x, t_x, T, r, alpha, a, b)`, BG/NBD probability of being alive.
 //! - [`bgnbd_expected::BgNbdExpected`]: `bgnbd_expected(t, x, t_x, T, r, alpha, a, b)`, BG/NBD
 //!   expected purchases in the next `t` time units.
+//! - [`gg_expected_spend::GgExpectedSpend`]: `gg_expected_spend(x, m, p, q, gamma)`,
+//!   Gamma-Gamma expected value per future purchase.
+//! - [`sbg_residual_lifetime::SbgResidualLifetime`]: `sbg_residual_lifetime(renewals, alpha,
+//!   beta, discount)`, sBG discounted expected residual lifetime in periods.
 //! - [`health_band::HealthBand`]: `health_band(score)`, the band of a health score.
 
 pub mod bgnbd_expected;
+pub mod gg_expected_spend;
 pub mod health_band;
 pub mod p_alive;
+pub mod sbg_residual_lifetime;
 
 use std::sync::Arc;
 
@@ -22,6 +28,8 @@ pub fn all() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(p_alive::PAlive::new()),
         ScalarUDF::new_from_impl(bgnbd_expected::BgNbdExpected::new()),
+        ScalarUDF::new_from_impl(gg_expected_spend::GgExpectedSpend::new()),
+        ScalarUDF::new_from_impl(sbg_residual_lifetime::SbgResidualLifetime::new()),
         ScalarUDF::new_from_impl(health_band::HealthBand::new()),
     ]
 }

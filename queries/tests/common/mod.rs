@@ -28,7 +28,7 @@ pub fn health_batch() -> RecordBatch {
     arrow::compute::concat_batches(&health_schema(), &batches).unwrap()
 }
 
-/// A session over `tests/data/<dataset>.jsonl`, accounts.csv and health.jsonl. The first
+/// A session over `tests/data/<dataset>.jsonl`, accounts.csv, health.jsonl and models.jsonl. The first
 /// `flushed` events go to a Parquet segment, the rest stay in the in-memory tail, so queries read
 /// both.
 pub async fn analyst(dataset: &str) -> (TempDir, Analyst) {
@@ -49,6 +49,7 @@ pub async fn analyst(dataset: &str) -> (TempDir, Analyst) {
     let accounts = load_accounts_file(&data_dir().join("accounts.csv")).await.unwrap();
     let health = health_batch();
     let analyst = Analyst::builder(store)
+        .models(vigil_queries::models::ModelStore::in_data_dir(&data_dir()))
         .accounts(accounts)
         .health(Arc::new(move || Ok(health.clone())))
         .build()
