@@ -131,7 +131,7 @@ fn int_cell(batches: &[RecordBatch], col: usize) -> Option<i64> {
 pub async fn fit_history(analyst: &Analyst, as_of: Option<&str>, fitted_at_ms: i64) -> Result<ModelSet> {
     let h = history_summary(analyst, as_of).await?;
     let rows: Vec<CustomerSummary> = h.customers.iter().map(|(_, c)| *c).collect();
-    Ok(tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         fit_population(
             &rows,
             FitWindow {
@@ -143,7 +143,7 @@ pub async fn fit_history(analyst: &Analyst, as_of: Option<&str>, fitted_at_ms: i
         )
     })
     .await
-    .map_err(|e| QueryError::Models(format!("the fit did not finish: {e}")))?)
+    .map_err(|e| QueryError::Models(format!("the fit did not finish: {e}")))
 }
 
 /// The fits kept in a data directory: `models.jsonl`, one [`ModelSet`] per line, oldest first.
