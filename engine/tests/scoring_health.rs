@@ -549,6 +549,7 @@ fn health_batch_matches_scores_and_schema() {
         "complaint_cost_90d",
         "cancelled",
         "quiet",
+        "status",
     ] {
         assert!(names.contains(&n), "missing column {n}");
     }

@@ -245,6 +245,7 @@ fn generate(dir: &Path, events: u64) {
             complaint_cost_90d: (100.0 * r.unit()).round(),
             cancelled: r.below(5) == 0,
             quiet: r.below(20) == 0,
+            status: vigil_engine::scoring::AccountStatus::Active,
         });
     }
     let health = hb.finish();

@@ -1,21 +1,24 @@
--- Churned accounts and why: every cancellation (contractual churn) before as_of, and, for
--- accounts that never cancelled but buy (non-contractual), those whose BG/NBD P(alive) is below
--- p_alive_below.
+-- Churned accounts and why, one row per account: accounts whose last cancellation (contractual
+-- churn) is before as_of, and, for accounts that never cancelled but buy (non-contractual),
+-- those whose BG/NBD P(alive) is below p_alive_below.
 --
--- Cancelled rows: when, revenue lost (the cancellation's amount, else accounts.arr), the reason
--- (the cancellation's category), the category of the last complaint at or before the
--- cancellation, returned_at (the first signup after it, for an account that came back), and the
--- account's current health score and component contributions (from the live health table).
--- Inactive rows: P(alive) from purchase occasions (distinct days) in time units of unit_days
--- days with parameters r, alpha, a, b (defaults: published CDNOW fit); churned_at is the last
+-- Cancelled rows: the account's last cancellation: when, revenue lost (its amount, else
+-- accounts.arr), the reason (its category), the category of the last complaint at or before it,
+-- returned_at (the first signup after it, for an account that came back), and the account's
+-- current health score and component contributions (from the live health table).
+-- Inactive rows: P(alive) from purchase occasions (distinct days); churned_at is the last
 -- purchase; revenue lost is accounts.arr, else purchases in the 365 days up to the last purchase.
+-- The BG/NBD parameters: with model = fitted, the newest fit in model_params (`vigil model fit`,
+-- the fits of `vigil run` and `vigil replay`) when there is one; otherwise (and with model =
+-- given) r, alpha, a, b in time units of unit_days days (defaults: the published CDNOW fit).
 -- @param as_of:date latest End of observation, exclusive (latest = just after the last event)
 -- @param p_alive_below:float 0.5 Inactive buyers below this P(alive) are churned
--- @param unit_days:float 7 Days per time unit of the model (7 = weeks)
--- @param r:float 0.243 BG/NBD r
--- @param alpha:float 4.414 BG/NBD alpha (in time units)
--- @param a:float 0.793 BG/NBD a
--- @param b:float 2.426 BG/NBD b
+-- @param model:enum(fitted|given) fitted BG/NBD parameters: the newest fit, or the ones given here
+-- @param unit_days:float 7 Days per time unit of the given parameters (7 = weeks)
+-- @param r:float 0.243 BG/NBD r (given)
+-- @param alpha:float 4.414 BG/NBD alpha in time units (given)
+-- @param a:float 0.793 BG/NBD a (given)
+-- @param b:float 2.426 BG/NBD b (given)
 WITH ev AS (
     SELECT account_id, CAST(ts AS TIMESTAMP) AS ts, CAST(kind AS VARCHAR) AS kind, amount, category
     FROM events
@@ -28,8 +31,27 @@ obs AS (
     SELECT ev.* FROM ev CROSS JOIN bounds b WHERE ev.ts < b.as_of
 ),
 cancels AS (
-    SELECT account_id, ts AS churned_at, amount, COALESCE(category, '(none)') AS reason
-    FROM obs WHERE kind = 'cancellation'
+    SELECT account_id, churned_at, amount, reason
+    FROM (
+        SELECT account_id, ts AS churned_at, amount, COALESCE(category, '(none)') AS reason,
+               row_number() OVER (PARTITION BY account_id ORDER BY ts DESC, category) AS rn
+        FROM obs WHERE kind = 'cancellation'
+    ) c
+    WHERE rn = 1
+),
+fitted AS (
+    SELECT max(CASE WHEN name = 'r' THEN value END) AS r, max(CASE WHEN name = 'alpha' THEN value END) AS alpha,
+           max(CASE WHEN name = 'a' THEN value END) AS a, max(CASE WHEN name = 'b' THEN value END) AS b
+    FROM model_params
+    WHERE model = 'bgnbd' AND version = (SELECT max(version) FROM model_params WHERE model = 'bgnbd')
+),
+-- The parameters in days.
+params AS (
+    SELECT CASE WHEN use_fit THEN f.r ELSE {{r}} END AS r,
+           CASE WHEN use_fit THEN f.alpha ELSE {{alpha}} * {{unit_days}} END AS alpha,
+           CASE WHEN use_fit THEN f.a ELSE {{a}} END AS a,
+           CASE WHEN use_fit THEN f.b ELSE {{b}} END AS b
+    FROM (SELECT fitted.*, ({{model}} = 'fitted' AND fitted.r IS NOT NULL) AS use_fit FROM fitted) f
 ),
 last_complaint AS (
     SELECT c.account_id, c.churned_at, max(p.ts) AS complaint_ts
@@ -69,10 +91,10 @@ buyers AS (
 scored AS (
     SELECT bu.account_id, bu.last_purchase,
            p_alive(bu.x,
-                   (date_part('epoch', bu.last_day) - date_part('epoch', bu.first_day)) / 86400.0 / {{unit_days}},
-                   (date_part('epoch', b.as_of) - date_part('epoch', bu.first_day)) / 86400.0 / {{unit_days}},
-                   {{r}}, {{alpha}}, {{a}}, {{b}}) AS p_alive
-    FROM buyers bu CROSS JOIN bounds b
+                   (date_part('epoch', bu.last_day) - date_part('epoch', bu.first_day)) / 86400.0,
+                   (date_part('epoch', b.as_of) - date_part('epoch', bu.first_day)) / 86400.0,
+                   p.r, p.alpha, p.a, p.b) AS p_alive
+    FROM buyers bu CROSS JOIN bounds b CROSS JOIN params p
 ),
 recent_revenue AS (
     SELECT s.account_id, sum(o.amount) AS revenue

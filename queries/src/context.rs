@@ -284,6 +284,14 @@ impl Analyst {
             // Parquet readers may hand back view types (Utf8View): cast to the table's types.
             let schema = health_schema();
             let cast = |b: &RecordBatch| -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+                if b.num_columns() != schema.fields().len() {
+                    return Err(arrow::error::ArrowError::SchemaError(format!(
+                        "{} columns where this version of vigil writes {}: the file comes from another \
+                         version; `vigil replay` or `vigil run` writes it again",
+                        b.num_columns(),
+                        schema.fields().len()
+                    )));
+                }
                 let columns = b
                     .columns()
                     .iter()

@@ -345,13 +345,18 @@ pub fn models_batch(sets: &[ModelSet]) -> Result<RecordBatch> {
 /// The `models` table over a store, read at every scan (fits made while a session is open
 /// appear in its next query).
 pub fn models_table(store: ModelStore) -> Arc<SnapshotTable> {
-    let f: SnapshotFn = Arc::new(move || {
-        let sets = store
-            .read()
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        models_batch(&sets).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-    });
-    Arc::new(SnapshotTable::new(models_schema(), f))
+    store_table(store, models_schema(), models_batch)
+}
+
+/// A table of `schema` whose rows `rows` builds from the store's fits at every scan.
+fn store_table(
+    store: ModelStore,
+    schema: SchemaRef,
+    rows: fn(&[ModelSet]) -> Result<RecordBatch>,
+) -> Arc<SnapshotTable> {
+    let external = |e: QueryError| datafusion::error::DataFusionError::External(Box::new(e));
+    let f: SnapshotFn = Arc::new(move || rows(&store.read().map_err(external)?).map_err(external));
+    Arc::new(SnapshotTable::new(schema, f))
 }
 
 static MODEL_PARAMS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -406,11 +411,5 @@ pub fn model_params_batch(sets: &[ModelSet]) -> Result<RecordBatch> {
 
 /// The `model_params` table over a store, read at every scan.
 pub fn model_params_table(store: ModelStore) -> Arc<SnapshotTable> {
-    let f: SnapshotFn = Arc::new(move || {
-        let sets = store
-            .read()
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        model_params_batch(&sets).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-    });
-    Arc::new(SnapshotTable::new(model_params_schema(), f))
+    store_table(store, model_params_schema(), model_params_batch)
 }

@@ -89,7 +89,7 @@ fn psql_end_to_end() {
             port,
             "SELECT account_id, name, churn_risk FROM churn_risk('tier=key', 'limit=2')"
         ),
-        "D,Delta,0.9\nC,Cobalt,0.7\n"
+        "C,Cobalt,0.7\nA,Acme,0.1\n"
     );
     // The live health table joined with the accounts dimension.
     assert_eq!(

@@ -21,6 +21,28 @@ impl Tier {
     }
 }
 
+/// Where an account stands with us: `churned` after a cancellation with no signup, purchase or
+/// renewal since (minute resolution; a tie counts as churned), `won_back` when one of those
+/// followed its last cancellation, `active` when it never cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    Churned,
+    WonBack,
+}
+
+impl AccountStatus {
+    /// `active`, `churned` or `won_back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Churned => "churned",
+            AccountStatus::WonBack => "won_back",
+        }
+    }
+}
+
 /// One record of the accounts topic.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AccountInfo {

@@ -1174,6 +1174,7 @@ impl ScoringCore {
                 complaint_cost_90d: sums[2].complaint_cost(),
                 cancelled: st.cancelled(),
                 quiet: st.quiet_since_ms != i64::MIN,
+                status: st.status(),
             });
         }
         b.finish()

@@ -31,7 +31,7 @@ pub mod table;
 pub mod testing;
 pub mod timers;
 
-pub use account::{AccountInfo, AccountMeta, Tier};
+pub use account::{AccountInfo, AccountMeta, AccountStatus, Tier};
 pub use alert::{Alert, AlertKind, alert_id, alert_schema, alerts_to_batch};
 pub use churn::{BaseRule, ChurnBreakdown, Population};
 pub use config::{Bands, ChurnConfig, HealthParams, QuietConfig, ScoringConfig, SpikeConfig, Weights, Windows};

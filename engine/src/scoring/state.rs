@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::EventKind;
 use crate::models::bgnbd::Rfm;
 
-use super::account::AccountMeta;
+use super::account::{AccountMeta, AccountStatus};
 use super::config::QuietConfig;
 use super::entries::{DAY_BIAS, DayEntry, Entries, day_end_key, entry_key};
 
@@ -971,6 +971,17 @@ impl AccountState {
                 .all(|k| self.kind_last_min[*k as usize] <= c)
     }
 
+    /// Active, churned or won back (see [`AccountStatus`]).
+    pub fn status(&self) -> AccountStatus {
+        if self.cancelled() {
+            AccountStatus::Churned
+        } else if self.kind_last_min[EventKind::Cancellation as usize] != i32::MIN {
+            AccountStatus::WonBack
+        } else {
+            AccountStatus::Active
+        }
+    }
+
     /// The latest scored survey `(ts, score)`.
     pub fn latest_survey(&self) -> Option<(i64, f64)> {
         self.surveyed.then_some((self.survey_ts_ms, self.survey_score))
@@ -1261,6 +1272,24 @@ mod tests {
         check(&s, 199);
         let back: AccountState = serde_json::from_str(&serde_json::to_string(&s).expect("ser")).expect("de");
         assert_eq!(back.entries.activity(), s.entries.activity());
+    }
+
+    #[test]
+    fn status_follows_cancellations_and_comebacks() {
+        let m = masks();
+        let mut s = AccountState::default();
+        s.apply(&Ev::new(DAY_MS, EventKind::Signup, None, 1), m);
+        assert_eq!(s.status(), AccountStatus::Active);
+        s.apply(&Ev::new(10 * DAY_MS, EventKind::Cancellation, None, 2), m);
+        assert_eq!(s.status(), AccountStatus::Churned);
+        // Activity is no commitment: still churned.
+        s.apply(&Ev::new(12 * DAY_MS, EventKind::Activity, None, 3), m);
+        assert_eq!(s.status(), AccountStatus::Churned);
+        s.apply(&Ev::new(20 * DAY_MS, EventKind::Purchase, Some(10.0), 4), m);
+        assert_eq!(s.status(), AccountStatus::WonBack);
+        // A later cancellation, arriving out of order, ends it again.
+        s.apply(&Ev::new(30 * DAY_MS, EventKind::Cancellation, None, 5), m);
+        assert_eq!(s.status(), AccountStatus::Churned);
     }
 
     #[test]

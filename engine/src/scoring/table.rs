@@ -14,6 +14,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+use super::account::AccountStatus;
 use super::health::Component;
 use crate::schema::timestamp_type;
 
@@ -45,6 +46,7 @@ static HEALTH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("complaint_cost_90d", DataType::Float64, false),
         Field::new("cancelled", DataType::Boolean, false),
         Field::new("quiet", DataType::Boolean, false),
+        Field::new("status", DataType::Utf8, false),
     ]);
     Arc::new(Schema::new(fields))
 });
@@ -58,7 +60,7 @@ static HEALTH_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// `open_tickets` Int64, `open_complaints` Int64, `engagement` `recency` `support` `sentiment`
 /// `relationship` `commercial` `advocacy` Float64? (contributions), `trend_7d` Float64?,
 /// `events_30d` Int64, `revenue_90d` Float64, `complaint_cost_90d` Float64, `cancelled` Boolean,
-/// `quiet` Boolean. (`?` = nullable.)
+/// `quiet` Boolean, `status` Utf8 (`active`/`churned`/`won_back`). (`?` = nullable.)
 pub fn health_schema() -> SchemaRef {
     HEALTH_SCHEMA.clone()
 }
@@ -87,6 +89,7 @@ pub struct HealthRow<'a> {
     pub complaint_cost_90d: f64,
     pub cancelled: bool,
     pub quiet: bool,
+    pub status: AccountStatus,
 }
 
 /// Builds a health batch row by row.
@@ -115,6 +118,7 @@ pub struct HealthBatchBuilder {
     complaint_cost_90d: Float64Builder,
     cancelled: BooleanBuilder,
     quiet: BooleanBuilder,
+    status: StringBuilder,
 }
 
 impl HealthBatchBuilder {
@@ -145,6 +149,7 @@ impl HealthBatchBuilder {
             complaint_cost_90d: f(),
             cancelled: BooleanBuilder::with_capacity(n),
             quiet: BooleanBuilder::with_capacity(n),
+            status: StringBuilder::with_capacity(n, n * 7),
         }
     }
 
@@ -175,6 +180,7 @@ impl HealthBatchBuilder {
         self.complaint_cost_90d.append_value(r.complaint_cost_90d);
         self.cancelled.append_value(r.cancelled);
         self.quiet.append_value(r.quiet);
+        self.status.append_value(r.status.as_str());
     }
 
     /// The batch of the appended rows.
@@ -200,13 +206,14 @@ impl HealthBatchBuilder {
         for b in self.contributions.iter_mut() {
             columns.push(Arc::new(b.finish()));
         }
-        columns.extend::<[ArrayRef; 6]>([
+        columns.extend::<[ArrayRef; 7]>([
             Arc::new(self.trend.finish()),
             Arc::new(self.events_30d.finish()),
             Arc::new(self.revenue_90d.finish()),
             Arc::new(self.complaint_cost_90d.finish()),
             Arc::new(self.cancelled.finish()),
             Arc::new(self.quiet.finish()),
+            Arc::new(self.status.finish()),
         ]);
         RecordBatch::try_new(health_schema(), columns).expect("columns follow the health schema")
     }
