@@ -1,6 +1,7 @@
 //! Population models of customer behaviour, fitted by maximum likelihood. Pure functions, no I/O.
 //!
 //! - [`bgnbd`]: BG/NBD, repeat buying and P(alive) (non-contractual).
+//! - [`evaluate`]: how well a score predicts an outcome (AUC, top-decile lift, calibration).
 //! - [`gamma_gamma`]: Gamma-Gamma, spend per purchase.
 //! - [`sbg`]: shifted-beta-geometric, contract renewals (contractual).
 //! - [`optimize`]: the shared Nelder-Mead search over log-parameters.
@@ -11,6 +12,7 @@
 //! why it could not, which the scoring core takes as its [`Population`].
 
 pub mod bgnbd;
+pub mod evaluate;
 pub mod gamma_gamma;
 pub mod optimize;
 pub mod sbg;
