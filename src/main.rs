@@ -70,6 +70,11 @@ enum Command {
     /// through the pipeline in event time; history goes to the data directory, alerts to
     /// stdout (unless `--quiet`), progress to stderr, a summary line to stdout at the end.
     Replay(vigil::cli::replay::ReplayArgs),
+    /// Backtest: score every account as of monthly cut-offs of a data directory's history
+    /// (models fitted on the data before each) and report how well churn risk, the health score
+    /// and an activity rule predicted the next days' cancellations (AUC, top-decile lift,
+    /// calibration).
+    Evaluate(vigil::cli::evaluate::EvaluateArgs),
     /// Population models of the customers (BG/NBD, Gamma-Gamma, sBG): `vigil model fit`.
     #[command(subcommand)]
     Model(vigil::cli::model::ModelCommand),
@@ -133,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sql(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_sql(args)),
         Command::Query(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_query(args)),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::analyst::run_serve(args)),
+        Command::Evaluate(args) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::evaluate::run(args)),
         Command::Model(cmd) => tokio::runtime::Runtime::new()?.block_on(vigil::cli::model::run(cmd)),
         Command::Generate(args) => {
             vigil::cli::generate::run(args)?;

@@ -33,6 +33,9 @@ pub enum RuntimeError {
     /// A partition worker failed (its error or panic, as it reported it).
     #[error("{0}")]
     Worker(String),
+    /// The backtest cannot run on this history or these settings.
+    #[error("backtest: {0}")]
+    Backtest(String),
     /// The source refused to start, or a restore failed while the source waited for it.
     #[error("{0}")]
     Source(String),

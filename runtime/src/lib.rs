@@ -4,9 +4,11 @@
 //! [`pipeline`] routes batches, ticks clocks and ties checkpoints ([`checkpoint`]), history and
 //! acknowledgements together; [`outputs`] is `vigil run`'s effects (history, alerts, scores);
 //! [`live`] the analyst tables over the running partitions; [`models`] the population model
-//! fits handed to every partition; [`metrics`] the Prometheus series.
+//! fits handed to every partition; [`backtest`] `vigil evaluate`'s replay of the history scored
+//! as of cut-off days; [`metrics`] the Prometheus series.
 
 pub mod actor;
+pub mod backtest;
 pub mod checkpoint;
 pub mod error;
 pub mod live;

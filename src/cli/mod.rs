@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod analyst;
 pub mod backfill;
+pub mod evaluate;
 pub mod generate;
 pub mod model;
 pub mod replay;
