@@ -130,19 +130,7 @@ pub async fn load_accounts_file(path: &Path) -> Result<Arc<MemTable>> {
     let schema = accounts_schema();
     let batches = batches
         .into_iter()
-        .map(|b| {
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            RecordBatch::try_new_with_options(
-                schema.clone(),
-                columns,
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
-            )
-        })
+        .map(|b| crate::cast::cast_to_schema(&b, &schema))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| QueryError::Accounts(format!("{p}: {e}")))?;
     Ok(Arc::new(MemTable::try_new(accounts_schema(), vec![batches])?))

@@ -283,22 +283,13 @@ impl Analyst {
                 .await?;
             // Parquet readers may hand back view types (Utf8View): cast to the table's types.
             let schema = health_schema();
-            let cast = |b: &RecordBatch| -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-                if b.num_columns() != schema.fields().len() {
-                    return Err(arrow::error::ArrowError::SchemaError(format!(
-                        "{} columns where this version of vigil writes {}: the file comes from another \
-                         version; `vigil replay` or `vigil run` writes it again",
-                        b.num_columns(),
-                        schema.fields().len()
-                    )));
-                }
-                let columns = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                RecordBatch::try_new(schema.clone(), columns)
+            let cast = |b: &RecordBatch| {
+                crate::cast::cast_to_schema(b, &schema).map_err(|e| {
+                    arrow::error::ArrowError::SchemaError(format!(
+                        "{e}: the file comes from another version of vigil; `vigil replay` or `vigil run` \
+                         writes it again"
+                    ))
+                })
             };
             let batch = batches
                 .iter()

@@ -4,6 +4,7 @@
 //! - [`segments`]: `events` and `alerts` history, Parquet segments plus an in-memory tail, with
 //!   time-range pruning of segments.
 //! - [`accounts`]: the accounts dimension. [`snapshot`]: the live `health` table.
+//! - [`cast`]: batches read back cast to their table's types.
 //! - [`named`]: named queries (`queries/sql/*.sql`) with typed parameters.
 //! - [`functions`]: named queries as views and table functions inside SQL.
 //! - [`udf`]: `p_alive`, `bgnbd_expected`, `health_band`.
@@ -17,6 +18,7 @@
 //! The `vigil sql`, `vigil query` and `vigil serve` commands live in the `vigil` binary.
 
 pub mod accounts;
+pub mod cast;
 pub mod context;
 pub mod error;
 pub mod functions;

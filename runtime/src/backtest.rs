@@ -80,15 +80,7 @@ pub async fn backtest(analyst: &Analyst, cfg: &BacktestConfig) -> Result<Backtes
     let events: Vec<RecordBatch> = events
         .iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|b| {
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            RecordBatch::try_new(schema.clone(), columns)
-        })
+        .map(|b| vigil_queries::cast::cast_to_schema(b, &schema))
         .collect::<std::result::Result<_, _>>()?;
     let ts = |b: &RecordBatch| {
         b.column(vigil_engine::schema::TS)
