@@ -76,6 +76,32 @@ fn cdnow_bgnbd_and_gamma_gamma_through_the_cli() {
     assert!(set["sbg"]["failed"].as_str().is_some(), "{set}");
     assert_eq!(set["time_unit_days"], 7.0);
 
+    // The same transactions as CSV (account_id, ISO date, amount) give the same fits.
+    let tmp = tempfile::tempdir().unwrap();
+    let csv_path = tmp.path().join("tx.csv");
+    let mut csv = String::from("account_id,date,amount\n");
+    for line in std::fs::read_to_string(&file).unwrap().lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 5 {
+            let d = f[2];
+            csv.push_str(&format!("{},{}-{}-{},{}\n", f[1], &d[..4], &d[4..6], &d[6..], f[4]));
+        }
+    }
+    std::fs::write(&csv_path, csv).unwrap();
+    let from_csv = json(&vigil(&[
+        "model",
+        "fit",
+        "--transactions",
+        csv_path.to_str().unwrap(),
+        "--calibration-end",
+        "1997-09-30",
+        "--unit-days",
+        "7",
+        "--json",
+    ]));
+    assert_eq!(from_csv["bgnbd"], set["bgnbd"]);
+    assert_eq!(from_csv["gamma_gamma"], set["gamma_gamma"]);
+
     // The text form names each model's parameters.
     let text = vigil(&[
         "model",
@@ -133,6 +159,19 @@ fn sbg_both_cohorts_and_their_projection_through_the_cli() {
             );
         }
     }
+}
+
+/// Where there is nothing to fit, `vigil model fit` says so and fails.
+#[test]
+fn nothing_to_fit_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["model", "fit", "--data-dir", tmp.path().join("none").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no history here"), "{err}");
 }
 
 /// A small history in a data directory: `vigil model fit --data-dir` stores version 1, then 2;
