@@ -131,19 +131,24 @@ fn int_cell(batches: &[RecordBatch], col: usize) -> Option<i64> {
 pub async fn fit_history(analyst: &Analyst, as_of: Option<&str>, fitted_at_ms: i64) -> Result<ModelSet> {
     let h = history_summary(analyst, as_of).await?;
     let rows: Vec<CustomerSummary> = h.customers.iter().map(|(_, c)| *c).collect();
-    tokio::task::spawn_blocking(move || {
-        fit_population(
-            &rows,
-            FitWindow {
-                fitted_at_ms,
-                start_ms: h.start_ms,
-                end_ms: h.end_ms,
-                time_unit_days: 1.0,
-            },
-        )
-    })
-    .await
-    .map_err(|e| QueryError::Models(format!("the fit did not finish: {e}")))
+    let window = FitWindow {
+        fitted_at_ms,
+        start_ms: h.start_ms,
+        end_ms: h.end_ms,
+        time_unit_days: 1.0,
+    };
+    tokio::task::spawn_blocking(move || fit_timed(&rows, window))
+        .await
+        .map_err(|e| QueryError::Models(format!("the fit did not finish: {e}")))
+}
+
+/// [`fit_population`] with its wall time recorded in [`ModelSet::fit_ms`] (the engine reads no
+/// clock).
+pub fn fit_timed(rows: &[CustomerSummary], window: FitWindow) -> ModelSet {
+    let started = std::time::Instant::now();
+    let mut set = fit_population(rows, window);
+    set.fit_ms = started.elapsed().as_secs_f64() * 1e3;
+    set
 }
 
 /// The fits kept in a data directory: `models.jsonl`, one [`ModelSet`] per line, oldest first.

@@ -142,7 +142,6 @@ pub async fn backtest(analyst: &Analyst, cfg: &BacktestConfig) -> Result<Backtes
         let set = fit_history(analyst, Some(&day), cutoff).await?;
         let population = set.population(core.population());
         core.set_population(population);
-        core.advance_clock(cutoff);
         let naive = activity_rule(analyst, cutoff).await?;
         let health = core.health_batch();
         let ids = health

@@ -46,8 +46,7 @@ impl ModelFitter {
     /// that did not fit says why).
     pub async fn fit(&self, now_ms: i64) -> Result<ModelSet> {
         let set = fit_history(&self.analyst, None, now_ms).await?;
-        let any = set.bgnbd.ok().is_some() || set.gamma_gamma.ok().is_some() || set.sbg.ok().is_some();
-        if !any {
+        if !set.any_fitted() {
             return Ok(set);
         }
         let store = self.store.clone();

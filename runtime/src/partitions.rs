@@ -196,6 +196,8 @@ impl Partitions {
         let mut r = self.routes();
         let w = (0..r.load.len()).min_by_key(|&w| (r.load[w], w)).unwrap_or(0);
         self.send(w, WorkerMsg::Adopt(Box::new(actor)))?;
+        // Read after the adoption is queued: a `set_models` racing with this either stored its
+        // set before this read (sent here) or broadcasts it after the adoption (sent there).
         if let Some(set) = self.models() {
             self.send(w, WorkerMsg::Models(set))?;
         }

@@ -9,9 +9,9 @@ use chrono::NaiveDate;
 use serde_json::json;
 use vigil_engine::models::sbg::{self, Lifetimes};
 use vigil_engine::models::summary::Transactions;
-use vigil_engine::models::{CustomerSummary, FitWindow, fit_population};
+use vigil_engine::models::{CustomerSummary, FitWindow};
 use vigil_queries::Analyst;
-use vigil_queries::models::{ModelStore, fit_history};
+use vigil_queries::models::{ModelStore, fit_history, fit_timed};
 use vigil_runtime::models::describe;
 
 /// `vigil model ...`.
@@ -96,7 +96,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         }
         let rows: Vec<CustomerSummary> = tx.summarise(end, args.unit_days).into_iter().map(|(_, c)| c).collect();
         let day_ms = 86_400_000_i64;
-        fit_population(
+        fit_timed(
             &rows,
             FitWindow {
                 fitted_at_ms: vigil_runtime::pipeline::wall_ms(),
@@ -118,8 +118,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", dir.display()))?;
         let as_of = args.as_of.map(|d| d.format("%Y-%m-%d").to_string());
         let set = fit_history(&analyst, as_of.as_deref(), vigil_runtime::pipeline::wall_ms()).await?;
-        let fitted = set.bgnbd.ok().is_some() || set.gamma_gamma.ok().is_some() || set.sbg.ok().is_some();
-        if args.dry_run || !fitted {
+        if args.dry_run || !set.any_fitted() {
             set
         } else {
             ModelStore::in_data_dir(dir).append(set)?
@@ -130,7 +129,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     } else {
         writeln!(out, "{}", describe(&set))?;
     }
-    if set.bgnbd.ok().is_none() && set.gamma_gamma.ok().is_none() && set.sbg.ok().is_none() {
+    if !set.any_fitted() {
         bail!("no model could be fitted on this data");
     }
     Ok(())

@@ -90,7 +90,8 @@ pub struct ModelSet {
     pub sbg: Fitted<SbgFit>,
     /// Median time between repeat purchases (`t_x / x` over repeat buyers), in days.
     pub typical_gap_days: Option<f64>,
-    /// Wall time of the three fits, in milliseconds.
+    /// Wall time of the three fits, in milliseconds, measured by the caller (the engine reads
+    /// no clock; 0 until set).
     pub fit_ms: f64,
 }
 
@@ -107,7 +108,6 @@ pub struct FitWindow {
 /// and sBG (accounts with a contract) on `customers`. Each fit fails on its own (too few
 /// repeat buyers, no cancellation...), recorded in its [`Fitted`]; `version` is 0 until stored.
 pub fn fit_population(customers: &[CustomerSummary], window: FitWindow) -> ModelSet {
-    let started = std::time::Instant::now();
     let rfms: Vec<Rfm> = customers.iter().filter_map(|c| c.rfm).collect();
     let bg = if rfms.is_empty() {
         Fitted::Failed("no account has a transaction".into())
@@ -144,7 +144,7 @@ pub fn fit_population(customers: &[CustomerSummary], window: FitWindow) -> Model
         gamma_gamma: gg,
         sbg,
         typical_gap_days,
-        fit_ms: started.elapsed().as_secs_f64() * 1e3,
+        fit_ms: 0.0,
     }
 }
 
@@ -178,6 +178,11 @@ fn median(sorted: &[f64]) -> Option<f64> {
 }
 
 impl ModelSet {
+    /// Whether at least one of the three models was fitted (a set worth storing).
+    pub fn any_fitted(&self) -> bool {
+        self.bgnbd.ok().is_some() || self.gamma_gamma.ok().is_some() || self.sbg.ok().is_some()
+    }
+
     /// The scoring core's population model: BG/NBD parameters in days (`alpha` scaled from the
     /// fit's time unit) and the typical inter-purchase gap, each kept from `previous` when this
     /// fit did not produce it.

@@ -57,7 +57,8 @@ use super::table::{HealthBatchBuilder, HealthRow};
 use super::timers::TimerQueue;
 use crate::error::EngineError;
 use crate::event::EventKind;
-use crate::models::bgnbd::{self, BgNbdFit, Rfm};
+use crate::models::bgnbd::{BgNbdFit, Rfm};
+use crate::models::{CustomerSummary, FitWindow, Fitted, fit_population};
 use crate::schema;
 
 /// Snapshot format version. 4: daily entry keys hold `kind ^ 14` (activity last within a day),
@@ -1208,25 +1209,33 @@ impl ScoringCore {
     /// in days at `now`) and uses them from now on. The typical inter-purchase time τ of the
     /// recency rule becomes the median of `t_x / x` over repeat buyers.
     pub fn refit_bgnbd(&mut self) -> Result<BgNbdFit, EngineError> {
-        let now_day = day_of(self.now_or_zero());
-        let rfms: Vec<Rfm> = self.st.accounts.iter().filter_map(|s| s.rfm(now_day)).collect();
-        let fit = bgnbd::fit(&rfms)?;
-        let mut gaps: Vec<f64> = rfms.iter().filter(|r| r.x >= 1.0).map(|r| r.t_x / r.x).collect();
-        gaps.sort_by(f64::total_cmp);
-        self.st.population.params = Some(fit.params);
-        if !gaps.is_empty() {
-            let m = gaps.len() / 2;
-            let median = if gaps.len() % 2 == 1 {
-                gaps[m]
-            } else {
-                (gaps[m - 1] + gaps[m]) / 2.0
-            };
-            if median > 0.0 {
-                self.st.population.typical_gap_days = median;
-                self.decay = RecencyDecay::new(median);
-            }
-        }
-        self.unsettle_all();
+        let now = self.now_or_zero();
+        let now_day = day_of(now);
+        let rows: Vec<CustomerSummary> = self
+            .st
+            .accounts
+            .iter()
+            .filter_map(|s| s.rfm(now_day))
+            .map(|rfm| CustomerSummary {
+                rfm: Some(rfm),
+                repeat_value: None,
+                contract: None,
+            })
+            .collect();
+        let set = fit_population(
+            &rows,
+            FitWindow {
+                fitted_at_ms: now,
+                start_ms: now,
+                end_ms: now,
+                time_unit_days: 1.0,
+            },
+        );
+        let fit = match &set.bgnbd {
+            Fitted::Ok(fit) => *fit,
+            Fitted::Failed(why) => return Err(EngineError::FitFailed(why.clone())),
+        };
+        self.set_population(set.population(self.st.population));
         Ok(fit)
     }
 
