@@ -231,7 +231,12 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     metrics.attach_partitions(parts.clone());
     // Population models: the newest stored fit at once (partitions assigned later take it
     // first), fresh fits over the history on a schedule.
-    let fitter = ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+    let fitter = ModelFitter::new(
+        live.analyst.clone(),
+        live.models.clone(),
+        parts.clone(),
+        cfg.scoring.clone(),
+    );
     if let Some(version) = fitter.restore()? {
         tracing::info!(version, "population models from {}", live.models.path().display());
     }

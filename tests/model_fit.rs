@@ -246,7 +246,7 @@ fn fits_of_a_data_directory_are_versioned_in_the_models_table() {
         d,
         "--format",
         "csv",
-        "SELECT version, model, status, customers FROM models ORDER BY version, model",
+        "SELECT version, model, status, customers FROM models WHERE model <> 'churn' ORDER BY version, model",
     ]);
     let csv = String::from_utf8(out.stdout).unwrap();
     let sbg_contracts = 20; // a0, a3, ..., a57
@@ -257,6 +257,26 @@ fn fits_of_a_data_directory_are_versioned_in_the_models_table() {
              1,bgnbd,fitted,60\n1,gamma_gamma,fitted,60\n1,sbg,fitted,{sbg_contracts}\n\
              2,bgnbd,fitted,60\n2,gamma_gamma,fitted,60\n2,sbg,fitted,{sbg_contracts}\n"
         )
+    );
+    // The churn model, fitted on weekly scorings from day 90 while 30 days follow: every
+    // account that had not cancelled at each cut-off, the 10 that cancel (days 300-354)
+    // labelled in the cut-offs of the 30 days before. Its threshold and weights are parameters.
+    assert!(stored["churn"]["ok"].is_object(), "{stored}");
+    let churn = &stored["churn"]["ok"];
+    let positives = churn["positives"].as_u64().unwrap();
+    assert!((10..=50).contains(&positives), "{churn}");
+    assert!(churn["observations"].as_u64().unwrap() > 60 * 20, "{churn}");
+    let out = vigil(&[
+        "sql",
+        "--data-dir",
+        d,
+        "--format",
+        "csv",
+        "SELECT name FROM model_params WHERE version = 2 AND model = 'churn' ORDER BY name",
+    ]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "name\nalert_threshold\nbase\ncomplaints\ndetractor\ndowngrade\nengagement\nhorizon_days\nintercept\n"
     );
     // The health table the replay left holds P(alive) from the fitted parameters.
     let out = vigil(&[

@@ -5,7 +5,38 @@ mod scoring_common;
 
 use scoring_common::*;
 use vigil_engine::EventKind as K;
-use vigil_engine::scoring::{AccountInfo, Alert, AlertKind, ScoringCore, Tier, alert_schema, alerts_to_batch};
+use vigil_engine::scoring::{
+    AccountInfo, Alert, AlertKind, ScoringConfig, ScoringCore, Tier, alert_schema, alerts_to_batch,
+};
+
+/// The churn-risk alerts here run at a configured threshold of 0.7 (without one, and without a
+/// fitted churn model, there are none: `no_churn_alert_without_a_threshold_or_a_fitted_model`).
+fn config() -> ScoringConfig {
+    let mut cfg = ScoringConfig::default();
+    cfg.churn.threshold = Some(0.7);
+    cfg
+}
+
+/// A core with [`config`] (shadows the common helper's default one).
+fn core() -> ScoringCore {
+    ScoringCore::new(config()).expect("valid config")
+}
+
+#[test]
+fn no_churn_alert_without_a_threshold_or_a_fitted_model() {
+    // A cancellation: risk 1. With the default configuration (no threshold) and no churn model
+    // no churn-risk alert fires; with a threshold, one does.
+    let events = [ev("x", "c", at(1, 1), K::Cancellation)];
+    let mut c = ScoringCore::new(ScoringConfig::default()).expect("valid");
+    let out = apply(&mut c, &events);
+    assert_eq!(c.score("c").expect("c").churn_risk, 1.0);
+    let mut all = out.alerts;
+    all.extend(c.advance_clock(at(3, 0)));
+    assert!(of_kind(&all, AlertKind::ChurnRisk).is_empty(), "{all:?}");
+    let mut c = core();
+    let out = apply(&mut c, &events);
+    assert_eq!(of_kind(&out.alerts, AlertKind::ChurnRisk).len(), 1);
+}
 
 fn of_kind(alerts: &[Alert], kind: AlertKind) -> Vec<Alert> {
     alerts.iter().filter(|a| a.kind == kind).cloned().collect()
@@ -229,9 +260,9 @@ fn complaint_spike_once_per_episode() {
 /// A scenario with every alert kind. Events go in one batch per event (`per_event`) or one
 /// batch per day; the clock is advanced to 23:00 of every day.
 fn scenario(per_event: bool, alerts_on_apply: bool) -> Vec<Alert> {
-    let cfg = vigil_engine::scoring::ScoringConfig {
+    let cfg = ScoringConfig {
         alerts_on_apply,
-        ..Default::default()
+        ..config()
     };
     let mut c = ScoringCore::new(cfg).expect("valid");
     c.upsert_account(AccountInfo {

@@ -25,23 +25,30 @@ fn component(events: &[Event], now: i64, comp: C) -> Option<f64> {
 
 #[test]
 fn engagement_component_table() {
-    // now = day 99 noon: long window = days 10..=99 (90 d), short = days 93..=99 (7 d).
+    // now = day 99 noon: long window = days 10..=99 (90 d), short = days 70..=99 (30 d).
     let steady = daily("x", "a", K::Activity, 0..=99);
-    let mut slowing = daily("x", "a", K::Activity, 0..=92);
-    slowing.extend(daily("y", "a", K::Activity, [95, 97, 99]));
+    let mut slowing = daily("x", "a", K::Activity, 0..=69);
+    slowing.extend(daily("y", "a", K::Activity, [80, 90, 99]));
     let cases: Vec<(&str, Vec<Event>, i64, Option<f64>)> = vec![
-        // 1/day throughout: recent 7/7 = 1, baseline (90 - 7) / (min(100, 90) - 7) = 83/83 = 1,
-        // q = 1 -> 100·(1 - 4^-1) = 75.
+        // 1/day throughout: recent 30/30 = 1, baseline (90 - 30) / (min(100, 90) - 30) = 60/60 =
+        // 1, q = 1 -> 100·(1 - 4^-1) = 75.
         ("steady", steady, at(99, 12), Some(75.0)),
-        // recent 3/7, baseline 83/83 = 1 -> q = 3/7 -> 100·(1 - 4^(-3/7)).
-        (
-            "slowing",
-            slowing,
-            at(99, 12),
-            Some(100.0 * (1.0 - 4f64.powf(-3.0 / 7.0))),
-        ),
-        // first seen day 95, now day 99: age 5 days <= 7 -> no baseline -> absent.
+        // recent 3/30, baseline 60/60 = 1 -> q = 0.1 -> 100·(1 - 4^(-0.1)).
+        ("slowing", slowing, at(99, 12), Some(100.0 * (1.0 - 4f64.powf(-0.1)))),
+        // first seen day 95, now day 99: age 5 days <= 30 -> no baseline -> absent.
         ("too young", daily("x", "a", K::Activity, [95, 96]), at(99, 12), None),
+        // first seen day 60: age 40 days, baseline days 60..=69 (10 days, 10 active) -> 1;
+        // recent 15 of days 70..=99 -> 0.5; q = 0.5 -> 100·(1 - 4^-0.5) = 50.
+        (
+            "young, half the pace",
+            {
+                let mut e = daily("x", "a", K::Activity, 60..=69);
+                e.extend(daily("y", "a", K::Activity, (70..=99).step_by(2)));
+                e
+            },
+            at(99, 12),
+            Some(50.0),
+        ),
         // activity only on days 0..=5: nothing in the long window, q = 0 -> 0.
         ("dormant", daily("x", "a", K::Activity, 0..=5), at(99, 12), Some(0.0)),
         // silent baseline then activity: base 0, recent > 0 -> 100. First seen day 0 (a meeting).
@@ -243,10 +250,10 @@ fn support_sentiment_relationship_commercial_advocacy_table() {
 
 #[test]
 fn score_is_weighted_mean_and_contributions_sum_to_score_minus_50() {
-    // Only recency (weight 0.20) and support (0.15) have data: normalised 0.2/0.35 = 4/7 and
-    // 0.15/0.35 = 3/7. Recency 100 (1 day since, default cadence 7), support 200/7 (as above).
-    // score = 4/7·100 + 3/7·200/7 = 57.142857 + 12.244898 = 69.387755 -> band watch (< 70).
-    // contributions: 4/7·(100-50) = 28.571429; 3/7·(200/7 - 50) = -9.183673; sum 19.387755.
+    // Only recency (weight 0.10) and support (0.20) have data: normalised 0.1/0.3 = 1/3 and
+    // 0.2/0.3 = 2/3. Recency 100 (1 day since, default cadence 7), support 200/7 (as above).
+    // score = 1/3·100 + 2/3·200/7 = 33.333333 + 19.047619 = 52.380952 -> band watch (< 70).
+    // contributions: 1/3·(100-50) = 16.666667; 2/3·(200/7 - 50) = -14.285714; sum 2.380952.
     let events = vec![
         ev("t1", "a", at(1, 1), K::TicketOpened),
         ev("t2", "a", at(1, 2), K::TicketOpened),
@@ -257,19 +264,19 @@ fn score_is_weighted_mean_and_contributions_sum_to_score_minus_50() {
         ev("c3", "a", at(1, 7), K::ComplaintResolved),
     ];
     let s = score_after(&events, at(2, 0));
-    let expect_score = 4.0 / 7.0 * 100.0 + 3.0 / 7.0 * 200.0 / 7.0;
+    let expect_score = 1.0 / 3.0 * 100.0 + 2.0 / 3.0 * 200.0 / 7.0;
     assert_close(s.score, expect_score, "score");
-    assert_close(expect_score, 69.387_755_102_040_8, "hand arithmetic");
+    assert_close(expect_score, 52.380_952_380_952_38, "hand arithmetic");
     assert_eq!(s.band, Band::Watch);
     assert_eq!(s.components.len(), 2);
     assert_close(
         s.contribution(C::Recency).expect("recency"),
-        4.0 / 7.0 * 50.0,
+        1.0 / 3.0 * 50.0,
         "recency contribution",
     );
     assert_close(
         s.contribution(C::Support).expect("support"),
-        3.0 / 7.0 * (200.0 / 7.0 - 50.0),
+        2.0 / 3.0 * (200.0 / 7.0 - 50.0),
         "support contribution",
     );
     let sum: f64 = s.components.iter().map(|p| p.contribution).sum();
@@ -383,14 +390,14 @@ fn churn_risk_formula_table() {
         assert_eq!(s.churn.rule, rule, "{name}");
     }
 
-    // Falling engagement: activity 1/day on days 0..=92 and on 95, 97, 99; now day 99:
-    // q = 3/7 (see the engagement table) -> h = 1 - 3/7 = 4/7; no transaction, last interaction
-    // today -> base 1 - 2^0 = 0 -> risk = 1 - (1 - 0.3·4/7) = 0.171429.
-    let mut slowing = daily("x", "a", K::Activity, 0..=92);
-    slowing.extend(daily("y", "a", K::Activity, [95, 97, 99]));
+    // Falling engagement: activity 1/day on days 0..=69 and on 80, 90, 99; now day 99:
+    // q = 0.1 (see the engagement table) -> h = 1 - 0.1 = 0.9; no transaction, last interaction
+    // today -> base 1 - 2^0 = 0 -> risk = 1 - (1 - 0.3·0.9) = 0.27.
+    let mut slowing = daily("x", "a", K::Activity, 0..=69);
+    slowing.extend(daily("y", "a", K::Activity, [80, 90, 99]));
     let s = score_after(&slowing, at(99, 12));
-    assert_close(s.churn.hazards[1], 4.0 / 7.0, "engagement hazard");
-    assert_close(s.churn_risk, 0.3 * 4.0 / 7.0, "engagement risk");
+    assert_close(s.churn.hazards[1], 0.9, "engagement hazard");
+    assert_close(s.churn_risk, 0.27, "engagement risk");
 }
 
 #[test]
@@ -405,6 +412,7 @@ fn churn_risk_uses_bgnbd_p_alive_for_repeat_buyers() {
     c.set_population(Population {
         params: Some(params),
         typical_gap_days: 30.0,
+        churn: None,
     });
     // Purchases on days 0, 10, 20; one-time buyer "b" on day 0; now day 50.
     let mut events = daily("p", "a", K::Purchase, [0, 10, 20]);
@@ -427,6 +435,46 @@ fn churn_risk_uses_bgnbd_p_alive_for_repeat_buyers() {
     assert_eq!(s.p_alive, Some(1.0));
     assert_eq!(s.churn.rule, BaseRule::Recency);
     assert_close(s.churn_risk, 1.0 - 2f64.powf(-50.0 / 60.0), "one-time buyer");
+}
+
+#[test]
+fn a_fitted_churn_model_gives_the_risk_and_the_alert_threshold() {
+    use vigil_engine::models::churn::ChurnModel;
+    use vigil_engine::scoring::AlertKind;
+    // One-time buyer on day 0 with a complaint on day 59; now day 60 noon. Features: base =
+    // 1 - 2^(-60/60) = 0.5 (recency rule, tau 30), engagement 0 (no activity), complaints
+    // min(1, 1/2) = 0.5, detractor 0, downgrade 0.
+    // Risk = σ(-3 + 2·0.5 + 4·0.5) = σ(0) = 0.5.
+    let model = ChurnModel {
+        horizon_days: 30,
+        intercept: -3.0,
+        weights: [2.0, 1.0, 4.0, 1.5, 0.5],
+        alert_threshold: 0.45,
+    };
+    let mut c = core();
+    c.set_population(Population {
+        params: None,
+        typical_gap_days: 30.0,
+        churn: Some(model),
+    });
+    let events = vec![
+        ev("p0", "a", at(0, 12), K::Purchase),
+        ev("c", "a", at(59, 1), K::Complaint),
+    ];
+    let out = apply(&mut c, &events);
+    let alerts: Vec<_> = c
+        .advance_clock(at(60, 12))
+        .into_iter()
+        .chain(out.alerts)
+        .filter(|a| a.kind == AlertKind::ChurnRisk)
+        .collect();
+    let s = c.score("a").expect("a");
+    assert_eq!(s.churn.features(), [0.5, 0.0, 0.5, 0.0, 0.0]);
+    assert_close(s.churn_risk, 0.5, "σ(0)");
+    // 0.5 ≥ the model's threshold 0.45 (the configured 0.7 would not alert): one alert, at
+    // the model's threshold.
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_close(alerts[0].threshold, 0.45, "threshold of the alert");
 }
 
 #[test]

@@ -69,6 +69,7 @@ fn built(alerts_on_apply: bool) -> ScoringCore {
             b: 2.0,
         }),
         typical_gap_days: 12.0,
+        churn: None,
     });
     c
 }

@@ -8,9 +8,12 @@ use vigil_engine::scoring::hash::event_id_hash;
 use vigil_engine::scoring::{AccountInfo, AccountView, Tier};
 use vigil_engine::{Event, EventKind as K};
 
-/// Applies `events` (in the given order) to a fresh core, then advances the clock to `now`.
+/// Applies `events` (in the given order) to a fresh core with windows of 7, 30 and 90 days (the
+/// cases count three distinct windows), then advances the clock to `now`.
 fn view_after(events: &[Event], now: i64) -> AccountView {
-    let mut c = core();
+    let mut cfg = vigil_engine::scoring::ScoringConfig::default();
+    cfg.windows.short = 7;
+    let mut c = vigil_engine::scoring::ScoringCore::new(cfg).expect("valid config");
     apply(&mut c, events);
     c.advance_clock(now);
     c.account_view("a").expect("account a exists")

@@ -10,6 +10,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use vigil_engine::models::bgnbd::Rfm;
+use vigil_engine::models::churn;
 use vigil_engine::models::{Contract, CustomerSummary, FitWindow, Fitted, ModelSet, fit_population};
 
 use crate::context::Analyst;
@@ -250,8 +251,8 @@ struct ModelRow {
     iterations: Option<i64>,
 }
 
-fn model_rows(set: &ModelSet) -> [ModelRow; 3] {
-    fn row<T>(model: &'static str, f: &Fitted<T>, read: impl Fn(&T) -> (i64, f64, String, i64)) -> ModelRow {
+fn model_rows(set: &ModelSet) -> [ModelRow; 4] {
+    fn row<T>(model: &'static str, f: &Fitted<T>, read: impl Fn(&T) -> (i64, f64, String, Option<i64>)) -> ModelRow {
         match f {
             Fitted::Ok(v) => {
                 let (customers, ll, params, iterations) = read(v);
@@ -261,7 +262,7 @@ fn model_rows(set: &ModelSet) -> [ModelRow; 3] {
                     customers: Some(customers),
                     log_likelihood: Some(ll),
                     params: Some(params),
-                    iterations: Some(iterations),
+                    iterations,
                 }
             }
             Fitted::Failed(why) => ModelRow {
@@ -282,7 +283,7 @@ fn model_rows(set: &ModelSet) -> [ModelRow; 3] {
                 f.customers as i64,
                 f.log_likelihood,
                 json(serde_json::json!({"r": p.r, "alpha": p.alpha, "a": p.a, "b": p.b})),
-                f.iterations as i64,
+                Some(f.iterations as i64),
             )
         }),
         row("gamma_gamma", &set.gamma_gamma, |f| {
@@ -291,7 +292,7 @@ fn model_rows(set: &ModelSet) -> [ModelRow; 3] {
                 f.customers as i64,
                 f.log_likelihood,
                 json(serde_json::json!({"p": p.p, "q": p.q, "gamma": p.gamma})),
-                f.iterations as i64,
+                Some(f.iterations as i64),
             )
         }),
         row("sbg", &set.sbg, |f| {
@@ -300,7 +301,27 @@ fn model_rows(set: &ModelSet) -> [ModelRow; 3] {
                 f.customers as i64,
                 f.log_likelihood,
                 json(serde_json::json!({"alpha": p.alpha, "beta": p.beta})),
-                f.iterations as i64,
+                Some(f.iterations as i64),
+            )
+        }),
+        // customers: account scorings at cut-offs; params: the coefficients, the alert
+        // threshold, the horizon, the cancellations seen and the in-sample AUC.
+        row("churn", &set.churn, |f| {
+            let m = f.model;
+            let mut params = serde_json::Map::new();
+            params.insert("intercept".into(), m.intercept.into());
+            for (name, w) in churn::FEATURES.iter().zip(m.weights) {
+                params.insert((*name).into(), w.into());
+            }
+            params.insert("alert_threshold".into(), m.alert_threshold.into());
+            params.insert("horizon_days".into(), m.horizon_days.into());
+            params.insert("positives".into(), f.positives.into());
+            params.insert("auc".into(), f.auc.into());
+            (
+                f.observations as i64,
+                f.log_likelihood,
+                json(serde_json::Value::Object(params)),
+                None,
             )
         }),
     ]
@@ -403,6 +424,15 @@ pub fn model_params_batch(sets: &[ModelSet]) -> Result<RecordBatch> {
         }
         if let Some(f) = s.sbg.ok() {
             rows.extend([(v, "sbg", "alpha", f.params.alpha), (v, "sbg", "beta", f.params.beta)]);
+        }
+        if let Some(f) = s.churn.ok() {
+            let m = f.model;
+            rows.push((v, "churn", "intercept", m.intercept));
+            rows.extend(churn::FEATURES.iter().zip(m.weights).map(|(n, w)| (v, "churn", *n, w)));
+            rows.extend([
+                (v, "churn", "alert_threshold", m.alert_threshold),
+                (v, "churn", "horizon_days", f64::from(m.horizon_days)),
+            ]);
         }
     }
     let columns: Vec<ArrayRef> = vec![

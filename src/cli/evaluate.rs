@@ -23,6 +23,9 @@ pub struct EvaluateArgs {
     /// Days of history before the first cut-off.
     #[arg(long, default_value_t = 90)]
     pub warmup_days: i64,
+    /// Scoring settings (`[scoring]` of a vigil.toml); the defaults without it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -36,11 +39,15 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let analyst = Analyst::open_data_dir(&args.data_dir)
         .await
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let scoring = match &args.config {
+        Some(path) => crate::config::VigilConfig::load(Some(path))?.scoring,
+        None => Default::default(),
+    };
     let cfg = BacktestConfig {
+        scoring,
         horizon_days: args.horizon_days,
         step_days: args.step_days,
         warmup_days: args.warmup_days,
-        ..BacktestConfig::default()
     };
     let report = backtest(&analyst, &cfg).await?;
     let mut out = std::io::stdout().lock();
@@ -50,9 +57,13 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{} cut-offs every {} days; {} account scorings, {} followed by a cancellation within {} days",
+        "{} cut-offs every {} days ({} with a fitted churn model; {} earlier ones left out: too \
+         few cancellations before them to fit it); {} account scorings, {} followed by a \
+         cancellation within {} days",
         report.cutoffs.len(),
         args.step_days,
+        report.model_cutoffs,
+        report.skipped_cutoffs,
         report.observations,
         report.churned,
         report.horizon_days

@@ -1,5 +1,6 @@
-//! `vigil model fit`: the population models fitted on a data directory's history (and stored
-//! as its next version), on a transactions file, or (sBG) on a cohort's survivors per period.
+//! `vigil model fit`: the population models and the churn model fitted on a data directory's
+//! history (and stored as its next version), the population models on a transactions file, or
+//! (sBG) on a cohort's survivors per period.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,15 +12,16 @@ use vigil_engine::models::sbg::{self, Lifetimes};
 use vigil_engine::models::summary::Transactions;
 use vigil_engine::models::{CustomerSummary, FitWindow};
 use vigil_queries::Analyst;
-use vigil_queries::models::{ModelStore, fit_history, fit_timed};
-use vigil_runtime::models::describe;
+use vigil_queries::models::{ModelStore, fit_timed};
+use vigil_runtime::models::{describe, fit_models};
 
 /// `vigil model ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelCommand {
     /// Fit BG/NBD (repeat buying, P(alive)), Gamma-Gamma (spend per purchase) and sBG (contract
-    /// renewals) by maximum likelihood: on a data directory's history (stored as the next
-    /// version of its `models` table), on a transactions file, or sBG on a cohort's survivors.
+    /// renewals) by maximum likelihood: on a data directory's history (with the churn model
+    /// fitted on its cancellations; stored as the next version of its `models` table), on a
+    /// transactions file, or sBG on a cohort's survivors.
     Fit(FitArgs),
 }
 
@@ -36,6 +38,10 @@ pub struct FitArgs {
     /// With --data-dir: print the fit without storing it.
     #[arg(long, requires = "data_dir")]
     pub dry_run: bool,
+    /// With --data-dir: scoring settings (`[scoring]` of a vigil.toml) under which the history
+    /// is replayed for the churn model; the defaults without it.
+    #[arg(long, requires = "data_dir")]
+    pub config: Option<PathBuf>,
     /// A transactions file: `csv` with a header naming `account_id` (or `customer_id`), `date`
     /// (YYYY-MM-DD, YYYYMMDD or RFC 3339) and `amount`; or `cdnow`, the whitespace-separated
     /// CDNOW files (`id yyyymmdd cds dollars`, or the sample's `master_id sample_id yyyymmdd
@@ -117,7 +123,11 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("opening {}", dir.display()))?;
         let as_of = args.as_of.map(|d| d.format("%Y-%m-%d").to_string());
-        let set = fit_history(&analyst, as_of.as_deref(), vigil_runtime::pipeline::wall_ms()).await?;
+        let scoring = match &args.config {
+            Some(path) => crate::config::VigilConfig::load(Some(path))?.scoring,
+            None => Default::default(),
+        };
+        let set = fit_models(&analyst, &scoring, as_of.as_deref(), vigil_runtime::pipeline::wall_ms()).await?;
         if args.dry_run || !set.any_fitted() {
             set
         } else {

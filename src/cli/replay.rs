@@ -367,7 +367,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplayReport> {
         // The population models, fitted on the whole history now in the data directory,
         // reach the partition before its checkpoint and the health table are taken.
         if s.history.enabled {
-            let fitter = ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+            let fitter = ModelFitter::new(
+                live.analyst.clone(),
+                live.models.clone(),
+                parts.clone(),
+                s.scoring.clone(),
+            );
             let set = fitter.fit(pipeline::wall_ms()).await?;
             eprintln!("replay: {}", vigil_runtime::models::describe(&set));
         }

@@ -122,7 +122,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let data_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let live = vigil_runtime::live::LiveTables::open(&data_dir, &accounts, parts.clone())?;
-    let fitter = vigil_runtime::models::ModelFitter::new(live.analyst.clone(), live.models.clone(), parts.clone());
+    let fitter = vigil_runtime::models::ModelFitter::new(
+        live.analyst.clone(),
+        live.models.clone(),
+        parts.clone(),
+        ScoringConfig::default(),
+    );
     let view = view::spawn(
         parts.clone(),
         fitter,

@@ -1,6 +1,7 @@
 //! Population models of customer behaviour, fitted by maximum likelihood. Pure functions, no I/O.
 //!
 //! - [`bgnbd`]: BG/NBD, repeat buying and P(alive) (non-contractual).
+//! - [`churn`]: the churn model, a logistic regression of cancellations on the churn signals.
 //! - [`evaluate`]: how well a score predicts an outcome (AUC, top-decile lift, calibration).
 //! - [`gamma_gamma`]: Gamma-Gamma, spend per purchase.
 //! - [`sbg`]: shifted-beta-geometric, contract renewals (contractual).
@@ -12,6 +13,7 @@
 //! why it could not, which the scoring core takes as its [`Population`].
 
 pub mod bgnbd;
+pub mod churn;
 pub mod evaluate;
 pub mod gamma_gamma;
 pub mod optimize;
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scoring::Population;
 use bgnbd::{BgNbdFit, Rfm};
+use churn::ChurnFit;
 use gamma_gamma::{GammaGammaFit, Spend};
 use sbg::{Lifetimes, SbgFit};
 
@@ -88,11 +91,19 @@ pub struct ModelSet {
     pub bgnbd: Fitted<BgNbdFit>,
     pub gamma_gamma: Fitted<GammaGammaFit>,
     pub sbg: Fitted<SbgFit>,
+    /// The churn model, fitted on the history's scorings at cut-offs (not by
+    /// [`fit_population`]: it needs the scoring core replayed over the history).
+    #[serde(default = "churn_not_fitted")]
+    pub churn: Fitted<ChurnFit>,
     /// Median time between repeat purchases (`t_x / x` over repeat buyers), in days.
     pub typical_gap_days: Option<f64>,
     /// Wall time of the three fits, in milliseconds, measured by the caller (the engine reads
     /// no clock; 0 until set).
     pub fit_ms: f64,
+}
+
+fn churn_not_fitted() -> Fitted<ChurnFit> {
+    Fitted::Failed("not fitted: no scorings of the history were given".into())
 }
 
 /// The data window a fit covers and when it was made.
@@ -143,6 +154,7 @@ pub fn fit_population(customers: &[CustomerSummary], window: FitWindow) -> Model
         bgnbd: bg,
         gamma_gamma: gg,
         sbg,
+        churn: churn_not_fitted(),
         typical_gap_days,
         fit_ms: 0.0,
     }
@@ -178,14 +190,22 @@ fn median(sorted: &[f64]) -> Option<f64> {
 }
 
 impl ModelSet {
-    /// Whether at least one of the three models was fitted (a set worth storing).
+    /// Whether at least one of the models was fitted (a set worth storing).
     pub fn any_fitted(&self) -> bool {
-        self.bgnbd.ok().is_some() || self.gamma_gamma.ok().is_some() || self.sbg.ok().is_some()
+        self.bgnbd.ok().is_some()
+            || self.gamma_gamma.ok().is_some()
+            || self.sbg.ok().is_some()
+            || self.churn.ok().is_some()
+    }
+
+    /// Fits the churn model on `observations` (see [`churn::fit`]) into this set.
+    pub fn fit_churn(&mut self, observations: &[churn::Observation], horizon_days: u32) {
+        self.churn = Fitted::from(churn::fit(observations, horizon_days));
     }
 
     /// The scoring core's population model: BG/NBD parameters in days (`alpha` scaled from the
-    /// fit's time unit) and the typical inter-purchase gap, each kept from `previous` when this
-    /// fit did not produce it.
+    /// fit's time unit), the typical inter-purchase gap and the churn model, each kept from
+    /// `previous` when this fit did not produce it.
     pub fn population(&self, previous: Population) -> Population {
         let params = self.bgnbd.ok().map(|f| {
             let mut p = f.params;
@@ -195,6 +215,7 @@ impl ModelSet {
         Population {
             params: params.or(previous.params),
             typical_gap_days: self.typical_gap_days.unwrap_or(previous.typical_gap_days),
+            churn: self.churn.ok().map(|f| f.model).or(previous.churn),
         }
     }
 }
@@ -264,6 +285,7 @@ mod tests {
         let before = Population {
             params: None,
             typical_gap_days: 30.0,
+            churn: None,
         };
         let pop = set.population(before);
         assert!(pop.params.is_some());

@@ -26,6 +26,11 @@
 //! The product form is a noisy-OR: each hazard independently removes a share `β_i·h_i` of the
 //! remaining survival, so the risk stays in `[0, 1]`, rises with every signal and equals `base`
 //! when no hazard is present.
+//!
+//! Once a churn model was fitted on the history ([`crate::models::churn`]), it replaces the
+//! noisy-OR: `churn_risk = σ(b₀ + w·[base, h_engagement, h_complaints, h_detractor, h_downgrade])`,
+//! the probability of cancelling within the model's horizon, and its alert threshold replaces
+//! the configured one ([`alert_thresholds`]).
 
 use serde::Serialize;
 
@@ -33,6 +38,7 @@ use super::config::ScoringConfig;
 use super::state::{AccountState, day_of, first_minute};
 use crate::event::EventKind;
 use crate::models::bgnbd::BgNbdParams;
+use crate::models::churn::ChurnModel;
 
 /// Which rule gave the base risk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,12 +64,45 @@ pub struct ChurnBreakdown {
     pub hazards: [f64; 4],
 }
 
+impl ChurnBreakdown {
+    /// The churn model's features, in [`crate::models::churn::FEATURES`] order.
+    pub fn features(&self) -> [f64; 5] {
+        features(self.base, &self.hazards)
+    }
+}
+
+#[inline]
+fn features(base: f64, h: &[f64; 4]) -> [f64; 5] {
+    [base, h[1], h[0], h[2], h[3]]
+}
+
 /// The population model the core holds: fitted parameters and typical inter-purchase time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Population {
     pub params: Option<BgNbdParams>,
     /// Typical inter-purchase time τ in days.
     pub typical_gap_days: f64,
+    /// The fitted churn model, if any. Not in snapshots: a restored core gets it back with the
+    /// newest model set, as every partition does after adopting its state.
+    #[serde(skip)]
+    pub churn: Option<ChurnModel>,
+}
+
+/// The churn-risk alert's thresholds `(raise, clear)`: an alert is raised when the risk rises to
+/// `raise` and the episode ends when it falls below `clear`. The configured threshold when one
+/// is set (cleared at `threshold − hysteresis`); else the fitted churn model's (cleared at
+/// `threshold − min(hysteresis, threshold / 2)`); `None` without either: no churn-risk alerts.
+#[inline]
+pub fn alert_thresholds(pop: &Population, cfg: &ScoringConfig) -> Option<(f64, f64)> {
+    let c = &cfg.churn;
+    match (c.threshold, pop.churn) {
+        (Some(t), _) => Some((t, t - c.hysteresis)),
+        (None, Some(m)) => Some((
+            m.alert_threshold,
+            m.alert_threshold - c.hysteresis.min(m.alert_threshold / 2.0),
+        )),
+        (None, None) => None,
+    }
 }
 
 /// Days of silence for which [`RecencyDecay`] holds the recency rule's base risk.
@@ -126,6 +165,7 @@ pub struct ChurnParts {
     /// `[complaints, (engagement: unset), detractor, downgrade]`.
     hazards: [f64; 4],
     betas: [f64; 4],
+    model: Option<ChurnModel>,
 }
 
 impl ChurnParts {
@@ -175,6 +215,7 @@ impl ChurnParts {
                 p_alive,
                 hazards,
                 betas,
+                model: pop.churn,
             };
         }
         let (base, rule) = match (p_alive, rfm) {
@@ -199,12 +240,14 @@ impl ChurnParts {
             p_alive,
             hazards,
             betas,
+            model: pop.churn,
         }
     }
 
-    /// The risk with engagement hazard `h` (`clamp(1 − q, 0, 1)`). Rising in `h` (the weights
-    /// are within `0..=1`, and IEEE rounding keeps products and differences monotone), so
-    /// `risk_with(0.0)` and `risk_with(1.0)` bound the risk whatever the engagement.
+    /// The risk with engagement hazard `h` (`clamp(1 − q, 0, 1)`). Rising in `h` (the noisy-OR's
+    /// weights are within `0..=1`, the churn model's at least 0, and IEEE rounding keeps sums,
+    /// products, differences and the exponential monotone), so `risk_with(0.0)` and
+    /// `risk_with(1.0)` bound the risk whatever the engagement.
     #[inline]
     pub fn risk_with(&self, h: f64) -> f64 {
         if self.rule == BaseRule::Cancelled {
@@ -212,6 +255,9 @@ impl ChurnParts {
         }
         let mut hazards = self.hazards;
         hazards[1] = h;
+        if let Some(m) = &self.model {
+            return m.risk(&features(self.base, &hazards));
+        }
         let survival: f64 = hazards.iter().zip(self.betas).map(|(h, b)| 1.0 - b * h).product();
         (1.0 - (1.0 - self.base) * survival).clamp(0.0, 1.0)
     }

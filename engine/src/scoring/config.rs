@@ -67,8 +67,11 @@ impl Default for ScoringConfig {
     }
 }
 
-/// The three rolling windows (days, each including today): `short < mid < long`, and `long`
+/// The three rolling windows (days, each including today): `short <= mid < long`, and `long`
 /// must exceed the lateness so that no non-late event can fall out of the stored days.
+/// `short` is the recent window of the engagement ratio (the last 30 days against the rest of
+/// the long window: a week of product use is too few days to tell a slowdown from noise),
+/// `mid` the window of recent complaints and `events_30d`, `long` every other window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Windows {
@@ -80,7 +83,7 @@ pub struct Windows {
 impl Default for Windows {
     fn default() -> Self {
         Windows {
-            short: 7,
+            short: 30,
             mid: 30,
             long: 90,
         }
@@ -110,12 +113,12 @@ pub struct Weights {
 impl Default for Weights {
     fn default() -> Self {
         Weights {
-            engagement: 0.25,
-            recency: 0.20,
-            support: 0.15,
+            engagement: 0.35,
+            recency: 0.10,
+            support: 0.20,
             sentiment: 0.15,
             relationship: 0.10,
-            commercial: 0.10,
+            commercial: 0.05,
             advocacy: 0.05,
         }
     }
@@ -183,8 +186,12 @@ impl Default for HealthParams {
 #[serde(default, deny_unknown_fields)]
 pub struct ChurnConfig {
     /// A `churn_risk` alert is raised when risk rises to at least this (once per episode).
-    pub threshold: f64,
-    /// The episode ends when risk falls below `threshold - hysteresis`.
+    /// Unset (the default): the fitted churn model's threshold, chosen on the history's own
+    /// cancellations; no churn-risk alert until a churn model is fitted (the unfitted risk is
+    /// not a probability, and a fixed threshold on it alerts on far more accounts than leave).
+    pub threshold: Option<f64>,
+    /// The episode ends when risk falls below `threshold - hysteresis` (at most half the
+    /// fitted model's threshold).
     pub hysteresis: f64,
     /// Weight of the unresolved-complaints hazard.
     pub complaint_weight: f64,
@@ -206,7 +213,7 @@ pub struct ChurnConfig {
 impl Default for ChurnConfig {
     fn default() -> Self {
         ChurnConfig {
-            threshold: 0.7,
+            threshold: None,
             hysteresis: 0.1,
             complaint_weight: 0.3,
             engagement_weight: 0.3,
@@ -272,8 +279,8 @@ impl ScoringConfig {
     pub fn validate(&self) -> Result<(), EngineError> {
         let fail = |m: String| Err(EngineError::Config(m));
         let w = self.windows;
-        if !(w.short >= 1 && w.short < w.mid && w.mid < w.long) {
-            return fail(format!("windows must satisfy 1 <= short < mid < long, got {w:?}"));
+        if !(w.short >= 1 && w.short <= w.mid && w.mid < w.long) {
+            return fail(format!("windows must satisfy 1 <= short <= mid < long, got {w:?}"));
         }
         if w.long > 3650 {
             return fail(format!("long window {} days is over the limit of 3650", w.long));
@@ -314,7 +321,7 @@ impl ScoringConfig {
         }
         let c = self.churn;
         for (name, v) in [
-            ("churn.threshold", c.threshold),
+            ("churn.threshold", c.threshold.unwrap_or(1.0)),
             ("churn.complaint_weight", c.complaint_weight),
             ("churn.engagement_weight", c.engagement_weight),
             ("churn.detractor_weight", c.detractor_weight),
@@ -325,8 +332,8 @@ impl ScoringConfig {
                 return fail(format!("{name} must be within 0..=1, got {v}"));
             }
         }
-        if !(c.hysteresis >= 0.0 && c.hysteresis <= c.threshold) {
-            return fail("churn.hysteresis must be within 0..=threshold".into());
+        if !(c.hysteresis >= 0.0 && c.hysteresis <= c.threshold.unwrap_or(1.0)) {
+            return fail("churn.hysteresis must be within 0..=threshold (0..=1 without one)".into());
         }
         let q = self.quiet;
         if !(q.max_gap_days.is_finite() && q.max_gap_days >= q.min_gap_days) {

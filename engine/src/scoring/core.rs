@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::account::{AccountInfo, AccountMeta};
 use super::alert::{Alert, AlertKind};
-use super::churn::{ChurnBreakdown, ChurnParts, Population, RecencyDecay, churn_risk};
+use super::churn::{ChurnBreakdown, ChurnParts, Population, RecencyDecay, alert_thresholds, churn_risk};
 use super::config::ScoringConfig;
 use super::dedup::{DedupWindow, dedup_key};
 use super::hash::event_id_hash;
@@ -508,6 +508,7 @@ impl ScoringCore {
                 population: Population {
                     params: None,
                     typical_gap_days: typical,
+                    churn: None,
                 },
                 counters: Counters::default(),
             },
@@ -883,25 +884,37 @@ impl ScoringCore {
         // need a walk over the daily entries; it is skipped when the decisions cannot depend on
         // it: the risk's bounds over every engagement hazard are on one side of the threshold in
         // play, and no complaint falls in the spike window (then the count is 0).
-        let (spike, c) = (&cfg.complaint_spike, &cfg.churn);
+        let spike = &cfg.complaint_spike;
+        let thresholds = alert_thresholds(&self.st.population, cfg);
         let now_day = at.now_day;
         let parts = ChurnParts::of_day(st, now_day, &self.st.population, &self.decay, cfg);
-        let engagement_matters = !self.settle_by_bounds
-            || if st.churn_alerted {
-                parts.risk_with(0.0) < c.threshold - c.hysteresis
-            } else {
-                parts.risk_with(1.0) >= c.threshold
-            };
+        let engagement_matters = match thresholds {
+            // No threshold: no churn-risk alert to decide (an episode in course ends).
+            None => {
+                st.churn_alerted = false;
+                false
+            }
+            Some((raise, clear)) => {
+                !self.settle_by_bounds
+                    || if st.churn_alerted {
+                        parts.risk_with(0.0) < clear
+                    } else {
+                        parts.risk_with(1.0) >= raise
+                    }
+            }
+        };
         let complaints_in_window = st.kind_last_min_at_least(EventKind::Complaint, at.spike_start_min);
         let h = if engagement_matters || complaints_in_window {
             st.hot_sums(now_day, cfg.windows.short, cfg.windows.long, spike.window_days)
         } else {
             HotSums::default()
         };
-        // When the bounds settled it, neither branch below is taken: no churn to compute.
+        // When the bounds settled it (or there is no threshold), neither branch below is taken:
+        // no churn to compute.
         let churn = engagement_matters
             .then(|| parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg)));
-        if let Some(churn) = churn.filter(|ch| !st.churn_alerted && ch.risk >= c.threshold) {
+        let (raise, clear) = thresholds.unwrap_or((f64::INFINITY, f64::NEG_INFINITY));
+        if let Some(churn) = churn.filter(|ch| !st.churn_alerted && ch.risk >= raise) {
             let id = id();
             st.churn_alerted = true;
             let start = now_day as i64 * DAY_MS;
@@ -911,13 +924,13 @@ impl ScoringCore {
                 now,
                 start,
                 churn.risk,
-                c.threshold,
+                raise,
                 format!(
                     "{id} churn risk {:.2} reached the threshold {:.2} (base {:.2}, rule {:?})",
-                    churn.risk, c.threshold, churn.base, churn.rule
+                    churn.risk, raise, churn.base, churn.rule
                 ),
             ));
-        } else if st.churn_alerted && churn.is_some_and(|ch| ch.risk < c.threshold - c.hysteresis) {
+        } else if st.churn_alerted && churn.is_some_and(|ch| ch.risk < clear) {
             st.churn_alerted = false;
         }
         if h.complaints_spike >= spike.count {
@@ -1457,6 +1470,8 @@ mod tests {
         // against one the day before: ratio 0, hazard 1) the risk is 1 − 2^(−3.5) · (1 − 0.3).
         let mut cfg = ScoringConfig::default();
         cfg.churn.default_purchase_gap_days = 1.0;
+        cfg.churn.threshold = Some(0.7);
+        cfg.windows.short = 7;
         let mut core = ScoringCore::new(cfg).expect("config");
         let ev = |id: &str, day: i64, kind| Event {
             event_id: id.into(),
@@ -1515,8 +1530,10 @@ mod tests {
             EventKind::Cancellation,
             EventKind::TicketOpened,
         ];
-        let mut fast = ScoringCore::new(ScoringConfig::default()).expect("config");
-        let mut full = ScoringCore::new(ScoringConfig::default()).expect("config");
+        let mut cfg = ScoringConfig::default();
+        cfg.churn.threshold = Some(0.7);
+        let mut fast = ScoringCore::new(cfg.clone()).expect("config");
+        let mut full = ScoringCore::new(cfg).expect("config");
         full.settle_by_bounds = false;
         let (mut a_fast, mut a_full) = (Vec::new(), Vec::new());
         let mut n = 0;

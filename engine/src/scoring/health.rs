@@ -3,8 +3,8 @@
 //!
 //! # Components
 //!
-//! Windows are `S` (short, 7 d), `M` (mid, 30 d) and `L` (long, 90 d), each ending today
-//! (inclusive). A component whose "data" condition fails is absent: it drops out and the weights
+//! Windows are `S` (short, 30 d by default), `M` (mid, 30 d) and `L` (long, 90 d), each ending
+//! today (inclusive); `S` is the engagement's recent window, compared with the rest of `L`. A component whose "data" condition fails is absent: it drops out and the weights
 //! of the others are renormalised.
 //!
 //! | component | data when | score |

@@ -816,31 +816,39 @@ impl AccountState {
     /// activity, medium complaints, and the long window's scored surveys (count and sum),
     /// meetings, renewals, downgrades and referrals; every other field is 0. Read without a walk
     /// over the heap entries when the running sums answer: eviction is current (every entry held
-    /// is in the long window, none after `now_day`), [`LongSums`] is known, the ring answers the
-    /// short window; the medium window's complaints are then 0 without a look when the last
-    /// complaint is before it, else walked from the newest entry back to the window's start.
-    /// Otherwise [`AccountState::window_sums`].
+    /// is in the long window, none after `now_day`) and [`LongSums`] is known. The short
+    /// window's activity then comes from the ring when it answers (windows up to
+    /// [`RING_DAYS`](super::entries::RING_DAYS) days), the medium window's complaints are 0
+    /// without a look when the last complaint is before it; what remains is walked from the
+    /// newest entry back to the start of the windows it needs. Otherwise
+    /// [`AccountState::window_sums`].
     pub fn score_sums(&self, now_day: i32, windows: [u32; 3]) -> [WindowSums; 3] {
         let [short, medium, long] = windows;
         let start = |w: u32| now_day - w as i32 + 1;
-        let (Some(sums), Some(activity_long), Some(activity_short)) = (
+        let (Some(sums), Some(activity_long)) = (
             self.long().filter(|_| self.holds_only(start(long), now_day)),
             self.entries.activity(),
-            self.entries.ring_activity(start(short), now_day),
         ) else {
             return self.window_sums(now_day, windows);
         };
-        let m_start = start(medium);
-        let complaints = if self.kind_last_min_at_least(EventKind::Complaint, first_minute(m_start)) {
-            self.entries
-                .iter()
-                .rev()
-                .take_while(|e| e.day() >= m_start)
-                .filter(|e| e.kind() == EventKind::Complaint as u8)
-                .fold(0u32, |a, e| a.saturating_add(e.count))
-        } else {
-            0
-        };
+        let (s_start, m_start) = (start(short), start(medium));
+        let ring = self.entries.ring_activity(s_start, now_day);
+        let complaints_in_m = self.kind_last_min_at_least(EventKind::Complaint, first_minute(m_start));
+        // A walk from the newest entry back over the days the ring did not answer.
+        let stop = [ring.is_none().then_some(s_start), complaints_in_m.then_some(m_start)]
+            .into_iter()
+            .flatten()
+            .min();
+        let (mut activity_short, mut complaints) = (ring.unwrap_or(0), 0u32);
+        if let Some(stop) = stop {
+            for e in self.entries.iter().rev().take_while(|e| e.day() >= stop) {
+                if e.kind() == EventKind::Activity as u8 && ring.is_none() && e.day() >= s_start {
+                    activity_short = activity_short.saturating_add(e.count);
+                } else if e.kind() == EventKind::Complaint as u8 && e.day() >= m_start {
+                    complaints = complaints.saturating_add(e.count);
+                }
+            }
+        }
         let mut out = [WindowSums::default(); 3];
         out[0].counts[EventKind::Activity as usize] = activity_short;
         out[1].counts[EventKind::Complaint as usize] = complaints;
