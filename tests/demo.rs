@@ -81,4 +81,35 @@ fn demo_for_60s_alerts_on_the_quiet_key_account_and_answers_psql() {
         lines.iter().any(|l| l.starts_with("vigil demo done:")),
         "summary printed"
     );
+    // Churn-risk alerts fire only at a fitted churn model's threshold: no more than three per
+    // account that really cancels in the generated world (seed 42, 300 accounts), and never
+    // for the key account that is active until it goes quiet.
+    let world = vigil::demo::generator::generate(42, 300, 0);
+    let cancelling: std::collections::BTreeSet<&str> = world
+        .events
+        .iter()
+        .filter(|e| e.kind == vigil_engine::EventKind::Cancellation)
+        .map(|e| e.account_id.as_str())
+        .collect();
+    let churn: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("ALERT") && l.contains(" churn_risk "))
+        .collect();
+    eprintln!(
+        "{} churn-risk alerts, {} accounts cancel",
+        churn.len(),
+        cancelling.len()
+    );
+    assert!(
+        churn.len() <= 3 * cancelling.len(),
+        "{} churn-risk alerts for {} cancelling accounts:\n{}",
+        churn.len(),
+        cancelling.len(),
+        lines.join("\n")
+    );
+    assert!(
+        !churn.iter().any(|l| l.contains(QUIET_ACCOUNT)),
+        "{QUIET_ACCOUNT} flagged for churn:\n{}",
+        lines.join("\n")
+    );
 }

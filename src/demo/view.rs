@@ -83,14 +83,22 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let tty = std::io::stdout().is_terminal();
+        let mut churn_model_shown = false;
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let day = (sim_now.load(Ordering::Relaxed) - start_ms) as f64 / DAY_MS as f64;
             let n_alerts = alerts.read().map(|a| a.len()).unwrap_or(0);
             // Population models from the history so far (the parameters in use stay while too
             // few accounts have repeat purchases).
-            if let Err(e) = fitter.fit(vigil_runtime::pipeline::wall_ms()).await {
-                tracing::debug!(error = %e, "demo model fit");
+            match fitter.fit(vigil_runtime::pipeline::wall_ms()).await {
+                // The first churn model: from now on churn risk is a probability and its alerts
+                // fire at the model's threshold.
+                Ok(set) if set.churn.ok().is_some() && !churn_model_shown => {
+                    churn_model_shown = true;
+                    println!("day {day:5.1}: {}", vigil_runtime::models::describe(&set));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "demo model fit"),
             }
             let parts = parts.clone();
             let view = tokio::task::spawn_blocking(move || riskiest(&parts)).await;
