@@ -5,31 +5,30 @@
 -- Starts, periods, as_of and the return event are as in retention_nday. An account counts in a
 -- bracket's denominator only once the whole bracket has elapsed.
 -- @param granularity:period day Period length: day, week or month
+-- @param window:enum(rolling|calendar) rolling Periods counted from each account's own start (rolling) or calendar periods
 -- @param brackets:ranges 0-0,1-7,8-14,15-30 Brackets of periods, LO-HI,LO-HI,...
 -- @param start_event:kind signup Kind of the start event, or any for an account's first event
 -- @param return_event:kind any Kind of the return event, or any for any kind except cancellation
 -- @param as_of:date latest End of observation, exclusive (latest = just after the last event)
 {{> retention_periods}}
 returns AS (
-    SELECT DISTINCT o.account_id, o.p - s.start_p AS n
-    FROM obs o JOIN starts s ON o.account_id = s.account_id
-    WHERE o.p >= s.start_p
-      AND (({{return_event}} = 'any' AND o.kind <> 'cancellation') OR o.kind = {{return_event}})
+    SELECT DISTINCT account_id, n FROM obs_n
+    WHERE ({{return_event}} = 'any' AND kind <> 'cancellation') OR kind = {{return_event}}
 ),
 brackets AS (
     SELECT CAST(lo AS BIGINT) AS lo, CAST(hi AS BIGINT) AS hi FROM {{brackets}} AS b(lo, hi)
 ),
 eligible AS (
     SELECT b.lo, b.hi, count(*) AS accounts
-    FROM starts s CROSS JOIN brackets b CROSS JOIN now_p
-    WHERE s.start_p + b.hi < now_p.p
+    FROM starts s CROSS JOIN brackets b
+    WHERE b.hi < s.done_n
     GROUP BY b.lo, b.hi
 ),
 returned AS (
     SELECT b.lo, b.hi, count(DISTINCT r.account_id) AS accounts
     FROM returns r JOIN brackets b ON r.n >= b.lo AND r.n <= b.hi
-    JOIN starts s ON r.account_id = s.account_id CROSS JOIN now_p
-    WHERE s.start_p + b.hi < now_p.p
+    JOIN starts s ON r.account_id = s.account_id
+    WHERE b.hi < s.done_n
     GROUP BY b.lo, b.hi
 )
 SELECT CAST(b.lo AS VARCHAR) || '-' || CAST(b.hi AS VARCHAR) AS bracket,
