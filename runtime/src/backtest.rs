@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{AsArray, RecordBatch};
+use futures::StreamExt;
+
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use serde::Serialize;
 use vigil_engine::models::churn::{self, ChurnModel, Observation};
@@ -242,27 +244,19 @@ async fn score_history(
         ));
     }
     let until = until_ms.map_or(String::new(), |t| format!("WHERE CAST(ts AS BIGINT) < {t} "));
-    let events = analyst
-        .collect(&format!("SELECT * FROM events {until}ORDER BY ts, event_id"))
+    let bounds = analyst
+        .collect(&format!(
+            "SELECT min(CAST(ts AS BIGINT)), max(CAST(ts AS BIGINT)) FROM events {until}"
+        ))
         .await?;
-    let schema = vigil_engine::schema::event_schema();
-    let events: Vec<RecordBatch> = events
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| vigil_queries::cast::cast_to_schema(b, &schema))
-        .collect::<std::result::Result<_, _>>()?;
-    let ts = |b: &RecordBatch| {
-        b.column(vigil_engine::schema::TS)
-            .as_primitive::<TimestampMillisecondType>()
-            .clone()
+    let bound = |col: usize| {
+        bounds.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+            let c = arrow::compute::cast(b.column(col), &arrow::datatypes::DataType::Int64).ok()?;
+            let c = c.as_primitive::<Int64Type>();
+            (!c.is_null(0)).then(|| c.value(0))
+        })
     };
-    let (Some(first), Some(last)) = (
-        events.first().map(|b| ts(b).value(0)),
-        events.last().map(|b| {
-            let t = ts(b);
-            t.value(t.len() - 1)
-        }),
-    ) else {
+    let (Some(first), Some(last)) = (bound(0), bound(1)) else {
         return Err(RuntimeError::Backtest("no events in the history".into()));
     };
     let cancellations = cancellations(analyst).await?;
@@ -293,25 +287,46 @@ async fn score_history(
     if let Populations::Given(p) = populations {
         core.set_population(Population { churn: None, ..p });
     }
-    let (mut batch_i, mut row_i) = (0usize, 0usize);
+    // The history streamed in time order (never all of it in memory): `pending` holds the rest
+    // of the batch that crossed the last cut-off.
+    let schema = vigil_engine::schema::event_schema();
+    let mut events = analyst
+        .sql(&format!("SELECT * FROM events {until}ORDER BY ts, event_id"))
+        .await?
+        .execute_stream()
+        .await
+        .map_err(vigil_queries::QueryError::from)?;
+    let mut pending: Option<RecordBatch> = None;
     let mut out = Vec::new();
     for &cutoff in &cutoffs {
         // Every event before the cut-off, in time order.
-        while batch_i < events.len() {
-            let b = &events[batch_i];
-            let t = ts(b);
-            let end = (row_i..b.num_rows())
+        loop {
+            let b = match pending.take() {
+                Some(b) => b,
+                None => match events.next().await {
+                    Some(b) => {
+                        let b = b.map_err(vigil_queries::QueryError::from)?;
+                        if b.num_rows() == 0 {
+                            continue;
+                        }
+                        vigil_queries::cast::cast_to_schema(&b, &schema)?
+                    }
+                    None => break,
+                },
+            };
+            let t = b
+                .column(vigil_engine::schema::TS)
+                .as_primitive::<TimestampMillisecondType>();
+            let end = (0..b.num_rows())
                 .find(|&r| t.value(r) >= cutoff)
                 .unwrap_or(b.num_rows());
-            if end > row_i {
-                core.apply_batch(&b.slice(row_i, end - row_i))?;
+            if end > 0 {
+                core.apply_batch(&b.slice(0, end))?;
             }
             if end < b.num_rows() {
-                row_i = end;
+                pending = Some(b.slice(end, b.num_rows() - end));
                 break;
             }
-            batch_i += 1;
-            row_i = 0;
         }
         core.advance_clock(cutoff);
         if matches!(populations, Populations::FitBeforeEach) && (cutoff - c0) % refit_every == 0 {
