@@ -107,6 +107,13 @@ impl AnalystBuilder {
             )?,
         };
         ctx.register_table("events", self.events.table())?;
+        ctx.register_table(
+            "health_history",
+            Arc::new(crate::health_history::HealthHistoryTable::new(
+                self.events.table(),
+                self.models.clone(),
+            )),
+        )?;
         ctx.register_table("late_events", late_events.table())?;
         ctx.register_table("alert_raises", alerts.table())?;
         ctx.register_table("alerts", one_row_per_alert(&alerts)?)?;

@@ -22,6 +22,7 @@ pub mod cast;
 pub mod context;
 pub mod error;
 pub mod functions;
+pub mod health_history;
 pub mod live;
 pub mod load;
 pub mod models;

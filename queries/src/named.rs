@@ -20,6 +20,7 @@
 //! | `kind` | an event kind of contract v1, or `any` | a string literal |
 //! | `enum(a\|b\|…)` | one of the listed words | a string literal |
 //! | `ranges` | `LO-HI,LO-HI,…` of integers, LO ≤ HI | `(VALUES (LO, HI), …)` |
+//! | `account` | an account id (1-256 bytes, no control characters), or `all` | a string literal (quotes doubled), or `CAST(NULL AS VARCHAR)` for `all` |
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -38,6 +39,7 @@ pub enum ParamType {
     Kind,
     Enum(Vec<String>),
     Ranges,
+    Account,
 }
 
 impl ParamType {
@@ -49,6 +51,7 @@ impl ParamType {
             "period" => ParamType::Period,
             "kind" => ParamType::Kind,
             "ranges" => ParamType::Ranges,
+            "account" => ParamType::Account,
             _ => {
                 let inner = s.strip_prefix("enum(")?.strip_suffix(')')?;
                 let words: Vec<String> = inner.split('|').map(str::to_string).collect();
@@ -69,6 +72,7 @@ impl ParamType {
             ParamType::Period => "period".into(),
             ParamType::Kind => "kind".into(),
             ParamType::Ranges => "ranges".into(),
+            ParamType::Account => "account".into(),
             ParamType::Enum(w) => format!("enum({})", w.join("|")),
         }
     }
@@ -117,6 +121,17 @@ impl ParamType {
                 } else {
                     Err(format!("{v:?} is not one of {}", words.join(", ")))
                 }
+            }
+            ParamType::Account => {
+                if v == "all" {
+                    return Ok("CAST(NULL AS VARCHAR)".into());
+                }
+                if v.is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+                    return Err(format!(
+                        "{v:?} is not an account id (1-256 bytes, no control characters) or all"
+                    ));
+                }
+                Ok(format!("'{}'", v.replace('\'', "''")))
             }
             ParamType::Ranges => {
                 let mut rows = Vec::new();
@@ -365,6 +380,7 @@ pub const BUILTIN_SOURCES: &[(&str, &str)] = builtin!(
     "churn_risk",
     "customer_summary",
     "customer_value",
+    "health_changes",
 );
 
 static BUILTIN: LazyLock<Vec<NamedQuery>> = LazyLock::new(|| {
@@ -446,6 +462,13 @@ mod tests {
         let e = ParamType::parse("enum(key|standard)").unwrap();
         assert_eq!(e.literal("key").unwrap(), "'key'");
         assert!(e.literal("gold").is_err());
+        // An account id is a string literal with its quotes doubled: never SQL.
+        let a = ParamType::parse("account").unwrap();
+        assert_eq!(a.literal("acme-corp").unwrap(), "'acme-corp'");
+        assert_eq!(a.literal("o'brien' OR 1=1 --").unwrap(), "'o''brien'' OR 1=1 --'");
+        assert_eq!(a.literal("all").unwrap(), "CAST(NULL AS VARCHAR)");
+        assert!(a.literal("").is_err());
+        assert!(a.literal("a\nb").is_err());
     }
 
     #[test]

@@ -1138,6 +1138,12 @@ impl ScoringCore {
         (self.st.max_ts_ms != i64::MIN).then_some(self.st.max_ts_ms)
     }
 
+    /// The account's status (active, churned, won back), or `None` if unknown.
+    pub fn status(&self, account_id: &str) -> Option<super::AccountStatus> {
+        let idx = self.index(account_id)? as usize;
+        Some(self.st.accounts[idx].status())
+    }
+
     /// True when the account is in a quiet episode.
     pub fn is_quiet(&self, account_id: &str) -> Option<bool> {
         let idx = self.index(account_id)? as usize;
