@@ -13,7 +13,11 @@
 //! make negative is held at 0 and the others refitted.
 //!
 //! The alert threshold is chosen on the same observations: the risk at which "risk ≥ threshold"
-//! best separates the accounts that cancelled within the horizon (the largest F1 score).
+//! best separates the accounts that cancelled within the horizon (the largest F1 score), among
+//! the thresholds that flag at most [`ALERT_BUDGET`] times as many scorings as cancelled (so
+//! that alerts stay in proportion to real cancellations even when the signals are weak). A fit
+//! whose risk ranks the observations no better than [`MIN_AUC`] is refused: its alerts would
+//! be noise.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +34,12 @@ pub const RIDGE: f64 = 1.0;
 
 /// Fewest cancellations and fewest accounts that stayed needed to fit.
 pub const MIN_EACH_OUTCOME: usize = 10;
+
+/// The alert threshold flags at most this many scorings per scoring followed by a cancellation.
+pub const ALERT_BUDGET: f64 = 2.0;
+
+/// The least AUC (on the observations fitted) of a usable model.
+pub const MIN_AUC: f64 = 0.55;
 
 /// A fitted churn model: coefficients of the logistic regression and the alert threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,6 +118,15 @@ pub fn fit(obs: &[Observation], horizon_days: u32) -> Result<ChurnFit, EngineErr
         alert_threshold: 0.5,
     };
     let scored: Vec<(f64, bool)> = obs.iter().map(|(x, y)| (model.risk(x), *y)).collect();
+    let auc = auc(&scored);
+    if auc.is_none_or(|a| a < MIN_AUC) {
+        return Err(EngineError::FitFailed(format!(
+            "the churn signals do not predict the cancellations here (AUC {:.3} < {MIN_AUC} over {} \
+             scorings, {positives} cancelled)",
+            auc.unwrap_or(0.5),
+            obs.len()
+        )));
+    }
     model.alert_threshold = best_f1_threshold(&scored, positives);
     let log_likelihood = scored
         .iter()
@@ -124,7 +143,7 @@ pub fn fit(obs: &[Observation], horizon_days: u32) -> Result<ChurnFit, EngineErr
         observations: obs.len(),
         positives,
         log_likelihood,
-        auc: auc(&scored),
+        auc,
     })
 }
 
@@ -202,16 +221,22 @@ fn newton(obs: &[Observation], mut beta: [f64; 6], free: &[bool; 5]) -> Result<[
 }
 
 /// The threshold `t` (one of the scores) for which flagging every score `≥ t` has the largest F1
-/// score against the outcomes; ties go to the higher threshold (fewer alerts).
+/// score against the outcomes, among those flagging at most [`ALERT_BUDGET`] × `positives`
+/// scores (the highest score when even it flags more); ties go to the higher threshold (fewer
+/// alerts).
 pub fn best_f1_threshold(scored: &[(f64, bool)], positives: usize) -> f64 {
     let mut sorted: Vec<(f64, bool)> = scored.to_vec();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let (mut best, mut best_t, mut tp, mut i) = (-1.0, 1.0, 0usize, 0);
+    let budget = (ALERT_BUDGET * positives as f64).floor() as usize;
+    let (mut best, mut best_t, mut tp, mut i) = (-1.0, sorted.first().map_or(1.0, |s| s.0), 0usize, 0);
     while i < sorted.len() {
         let t = sorted[i].0;
         while i < sorted.len() && sorted[i].0 == t {
             tp += sorted[i].1 as usize;
             i += 1;
+        }
+        if i > budget {
+            break;
         }
         let f1 = 2.0 * tp as f64 / (i + positives) as f64;
         if f1 > best {
@@ -294,5 +319,24 @@ mod tests {
         // t = 0.1: 2·2/(4+2) = 0.667 -> 0.7.
         let s = [(0.9, true), (0.8, false), (0.7, true), (0.1, false)];
         assert_eq!(best_f1_threshold(&s, 2), 0.7);
+        // Budget: 1 positive may flag at most 2 scores. Scores 0.9 (neg), 0.8 (neg), 0.7 (pos),
+        // 0.1 (neg): F1 would be best at 0.7 (2·1/(3+1) = 0.5) but that flags 3 > 2; of 0.9
+        // (F1 0) and 0.8 (F1 0) the first, higher one is kept.
+        let s = [(0.9, false), (0.8, false), (0.7, true), (0.1, false)];
+        assert_eq!(best_f1_threshold(&s, 1), 0.9);
+    }
+
+    #[test]
+    fn signals_that_do_not_predict_give_no_model() {
+        // Outcomes drawn independently of the features (a model with every weight 0).
+        let flat = ChurnModel {
+            horizon_days: 30,
+            intercept: -2.0,
+            weights: [0.0; 5],
+            alert_threshold: 0.5,
+        };
+        let obs = sample(5_000, &flat);
+        let e = fit(&obs, 30).expect_err("AUC about 0.5");
+        assert!(e.to_string().contains("do not predict"), "{e}");
     }
 }
