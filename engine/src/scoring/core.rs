@@ -885,24 +885,28 @@ impl ScoringCore {
         // it: the risk's bounds over every engagement hazard are on one side of the threshold in
         // play, and no complaint falls in the spike window (then the count is 0).
         let spike = &cfg.complaint_spike;
-        let thresholds = alert_thresholds(&self.st.population, cfg);
         let now_day = at.now_day;
-        let parts = ChurnParts::of_day(st, now_day, &self.st.population, &self.decay, cfg);
-        let engagement_matters = match thresholds {
-            // No threshold: no churn-risk alert to decide (an episode in course ends).
+        // The churn decision in play: the risk's parts and the thresholds `(raise, clear)`; none
+        // without a threshold (then no churn-risk alert to decide, and an episode in course ends).
+        let in_play = match alert_thresholds(&self.st.population, cfg) {
+            Some((raise, clear)) => Some((
+                ChurnParts::of_day(st, now_day, &self.st.population, &self.decay, cfg),
+                raise,
+                clear,
+            )),
             None => {
                 st.churn_alerted = false;
-                false
-            }
-            Some((raise, clear)) => {
-                !self.settle_by_bounds
-                    || if st.churn_alerted {
-                        parts.risk_with(0.0) < clear
-                    } else {
-                        parts.risk_with(1.0) >= raise
-                    }
+                None
             }
         };
+        let engagement_matters = in_play.as_ref().is_some_and(|(parts, raise, clear)| {
+            !self.settle_by_bounds
+                || if st.churn_alerted {
+                    parts.risk_with(0.0) < *clear
+                } else {
+                    parts.risk_with(1.0) >= *raise
+                }
+        });
         let complaints_in_window = st.kind_last_min_at_least(EventKind::Complaint, at.spike_start_min);
         let h = if engagement_matters || complaints_in_window {
             st.hot_sums(now_day, cfg.windows.short, cfg.windows.long, spike.window_days)
@@ -911,10 +915,11 @@ impl ScoringCore {
         };
         // When the bounds settled it (or there is no threshold), neither branch below is taken:
         // no churn to compute.
-        let churn = engagement_matters
-            .then(|| parts.with_engagement(engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg)));
-        let (raise, clear) = thresholds.unwrap_or((f64::INFINITY, f64::NEG_INFINITY));
-        if let Some(churn) = churn.filter(|ch| !st.churn_alerted && ch.risk >= raise) {
+        let churn = in_play.filter(|_| engagement_matters).map(|(parts, raise, clear)| {
+            let q = engagement_ratio(st, now_day, h.activity_short, h.activity_long, cfg);
+            (parts.with_engagement(q), raise, clear)
+        });
+        if let Some((churn, raise, _)) = churn.filter(|(ch, raise, _)| !st.churn_alerted && ch.risk >= *raise) {
             let id = id();
             st.churn_alerted = true;
             let start = now_day as i64 * DAY_MS;
@@ -930,7 +935,7 @@ impl ScoringCore {
                     churn.risk, raise, churn.base, churn.rule
                 ),
             ));
-        } else if st.churn_alerted && churn.is_some_and(|ch| ch.risk < clear) {
+        } else if st.churn_alerted && churn.is_some_and(|(ch, _, clear)| ch.risk < clear) {
             st.churn_alerted = false;
         }
         if h.complaints_spike >= spike.count {
