@@ -22,7 +22,7 @@ use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use serde::Serialize;
 use vigil_engine::models::churn::{self, ChurnModel, Observation};
 use vigil_engine::models::evaluate::{CalibrationBin, auc, calibration, top_decile_lift};
-use vigil_engine::scoring::{Population, ScoringConfig, ScoringCore};
+use vigil_engine::scoring::{AccountStatus, Population, ScoringConfig, ScoringCore};
 use vigil_queries::Analyst;
 use vigil_queries::models::fit_history;
 
@@ -341,20 +341,10 @@ async fn score_history(
             });
         }
         let naive = activity_rule(analyst, cutoff).await?;
-        let health = core.health_batch();
-        let ids = health
-            .column_by_name("account_id")
-            .expect("health schema")
-            .as_string::<i32>();
-        let status = health
-            .column_by_name("status")
-            .expect("health schema")
-            .as_string::<i32>();
-        for i in 0..health.num_rows() {
-            if status.value(i) == "churned" {
+        for id in core.account_ids() {
+            if core.status(id) == Some(AccountStatus::Churned) {
                 continue;
             }
-            let id = ids.value(i);
             let Some(h) = core.score(id) else { continue };
             let churned = cancellations
                 .get(id)
