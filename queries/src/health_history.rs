@@ -159,19 +159,25 @@ impl TableProvider for HealthHistoryTable {
             .collect();
         let plan = self.events.scan(state, None, &pushed, None).await?;
         let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
-        // The history's last day, over every account (whichever are asked for).
-        let ts = vec![vigil_engine::schema::TS];
-        let plan = self.events.scan(state, Some(&ts), &[], None).await?;
-        let mut last_ms = None;
-        for b in datafusion::physical_plan::collect(plan, state.task_ctx()).await? {
-            let t = arrow::compute::cast(
-                b.column(0),
-                &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-            )?;
-            if let Some(m) = arrow::compute::max(t.as_primitive::<TimestampMillisecondType>()) {
-                last_ms = Some(last_ms.map_or(m, |l: i64| l.max(m)));
+        // The history's last day, over every account (whichever are asked for): a scan of the
+        // times alone when the accounts were narrowed, else the events just read hold it.
+        let last_ms = if pushed.is_empty() {
+            None
+        } else {
+            let ts = vec![vigil_engine::schema::TS];
+            let plan = self.events.scan(state, Some(&ts), &[], None).await?;
+            let mut last = None;
+            for b in datafusion::physical_plan::collect(plan, state.task_ctx()).await? {
+                let t = arrow::compute::cast(
+                    b.column(0),
+                    &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                )?;
+                if let Some(m) = arrow::compute::max(t.as_primitive::<TimestampMillisecondType>()) {
+                    last = Some(last.map_or(m, |l: i64| l.max(m)));
+                }
             }
-        }
+            last
+        };
         let batch = self.replay(&batches, wanted.as_ref(), last_ms)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
@@ -183,7 +189,7 @@ impl TableProvider for HealthHistoryTable {
 
 impl HealthHistoryTable {
     /// Replays `events` (of the `wanted` accounts, or all) and scores each account daily until
-    /// the day of `last_ms` (the history's newest event).
+    /// the day of `last_ms` (the history's newest event; `None`: the newest of `events`).
     fn replay(
         &self,
         events: &[RecordBatch],
