@@ -3,30 +3,18 @@
 //! replays the history, scores every account monthly and holds each score against the
 //! cancellations of the next 30 days.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Output;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use common::vigil;
+
 const DAY: i64 = 86_400_000;
 /// 2024-01-01.
 const START: i64 = 1_704_067_200_000;
-
-fn vigil(args: &[&str]) -> Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .expect("run vigil");
-    assert!(
-        out.status.success(),
-        "vigil {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
 
 /// 300 accounts over a year; about a third cancel between days 120 and 330, after activity
 /// fades over 60 days, complaints and detractor answers. Everyone buys monthly until leaving.
@@ -152,5 +140,4 @@ fn backtest_reports_auc_lift_and_calibration_for_each_score() {
     let text = String::from_utf8(vigil(&["evaluate", "--data-dir", d]).stdout).unwrap();
     assert!(text.contains("churn_risk calibration"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("activity_rule")), "{text}");
-    let _ = Path::new(d);
 }

@@ -2,27 +2,17 @@
 //! (Fader, Hardie & Lee 2005a, 2005b), sBG on both cohorts of Fader & Hardie (2007) with the
 //! projection of the holdout years; and a fit stored in a data directory as the `models` table.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 
+use common::vigil;
+
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel)
-}
-
-fn vigil(args: &[&str]) -> Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .expect("run vigil");
-    assert!(
-        out.status.success(),
-        "vigil {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
 }
 
 fn json(out: &Output) -> Value {

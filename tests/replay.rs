@@ -5,9 +5,11 @@
 //! generated two-year history of 2,000 accounts gives the same health table whether its file is
 //! in time order or shuffled (sorted in memory, or spilling to disk).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +19,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use vigil_engine::{Event, EventKind};
+
+use common::vigil;
 
 /// 2026-03-01T00:00:00Z.
 const T0: i64 = 1_772_323_200_000;
@@ -125,22 +129,6 @@ fn config(dir: &Path, data_dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     path
-}
-
-fn vigil(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .env_remove("VIGIL_CONFIG")
-        .env_remove("VIGIL_DATA_DIR")
-        .output()
-        .expect("runs vigil");
-    assert!(
-        out.status.success(),
-        "vigil {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// `vigil replay FILE --config CFG --data-dir DATA EXTRA...`.
