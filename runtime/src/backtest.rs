@@ -122,6 +122,7 @@ struct Scored {
     risk: f64,
     /// `(100 − health score) / 100`.
     health: f64,
+    /// The activity rule (evaluation cut-offs only; 0.5 at the others).
     rule: f64,
     features: [f64; 5],
     /// A cancellation followed within the horizon.
@@ -226,9 +227,9 @@ pub async fn churn_observations(
 
 /// Replays the history through one scoring core and scores every account not churned at each
 /// cut-off: `warmup_days` after the first event's day, then every `steps[i]` days for each `i`,
-/// while `horizon_days` of history follow. With [`Populations::FitBeforeEach`] the population
-/// models are refitted at the cut-offs of the first step (the others keep the latest fit, made
-/// on earlier data only).
+/// while `horizon_days` of history follow. With [`Populations::FitBeforeEach`] (the backtest)
+/// the cut-offs of the first step are evaluated: the population models are refitted there (the
+/// others keep the latest fit, made on earlier data only) and the activity rule is computed.
 async fn score_history(
     analyst: &Analyst,
     scoring: &ScoringConfig,
@@ -273,7 +274,7 @@ async fn score_history(
     }
     cutoffs.sort_unstable();
     cutoffs.dedup();
-    let refit_every = steps.first().copied().unwrap_or(1) * DAY_MS;
+    let first_step = steps.first().copied().unwrap_or(1) * DAY_MS;
     if cutoffs.is_empty() {
         return Err(RuntimeError::Backtest(format!(
             "the history spans {:.0} days: too short for {} days of warm-up and a {}-day horizon",
@@ -329,7 +330,10 @@ async fn score_history(
             }
         }
         core.advance_clock(cutoff);
-        if matches!(populations, Populations::FitBeforeEach) && (cutoff - c0) % refit_every == 0 {
+        // A backtest's evaluation cut-off (the first step's): population models refitted, the
+        // activity rule computed; the other cut-offs only train the churn model.
+        let evaluated = matches!(populations, Populations::FitBeforeEach) && (cutoff - c0) % first_step == 0;
+        if evaluated {
             let day = chrono::DateTime::from_timestamp_millis(cutoff)
                 .map(|d| d.format("%Y-%m-%d").to_string())
                 .unwrap_or_default();
@@ -340,7 +344,11 @@ async fn score_history(
                 ..population
             });
         }
-        let naive = activity_rule(analyst, cutoff).await?;
+        let naive = if evaluated {
+            activity_rule(analyst, cutoff).await?
+        } else {
+            BTreeMap::new()
+        };
         for id in core.account_ids() {
             if core.status(id) == Some(AccountStatus::Churned) {
                 continue;
