@@ -57,8 +57,7 @@ impl ChurnModel {
     /// The probability of cancelling within the horizon for features `x`.
     #[inline]
     pub fn risk(&self, x: &[f64; 5]) -> f64 {
-        let z = self.intercept + self.weights.iter().zip(x).map(|(w, x)| w * x).sum::<f64>();
-        sigmoid(z)
+        sigmoid(linear(self.intercept, &self.weights, x))
     }
 }
 
@@ -77,6 +76,12 @@ pub struct ChurnFit {
 
 /// One account scoring: its features and whether a cancellation followed within the horizon.
 pub type Observation = ([f64; 5], bool);
+
+/// `intercept + w · x`, the logistic regression's linear predictor.
+#[inline]
+fn linear(intercept: f64, w: &[f64], x: &[f64; 5]) -> f64 {
+    intercept + w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>()
+}
 
 /// `1 / (1 + e^−z)`: one formula for every `z`, so that the risk never decreases as a feature
 /// rises (`e^−z` overflows to infinity and the risk to 0 for very negative `z`).
@@ -151,7 +156,7 @@ pub fn fit(obs: &[Observation], horizon_days: u32) -> Result<ChurnFit, EngineErr
 fn objective(obs: &[Observation], beta: &[f64; 6]) -> f64 {
     let mut nll = 0.0;
     for (x, y) in obs {
-        let z = beta[0] + (0..5).map(|j| beta[j + 1] * x[j]).sum::<f64>();
+        let z = linear(beta[0], &beta[1..], x);
         // log(1 + e^z) − y·z, computed without overflow.
         let softplus = if z > 0.0 {
             z + (-z).exp().ln_1p()
@@ -176,8 +181,7 @@ fn newton(obs: &[Observation], mut beta: [f64; 6], free: &[bool; 5]) -> Result<[
         let mut hess = DMatrix::<f64>::zeros(n, n);
         for (x, y) in obs {
             let full = [1.0, x[0], x[1], x[2], x[3], x[4]];
-            let z = (0..6).map(|k| beta[k] * full[k]).sum::<f64>();
-            let p = sigmoid(z);
+            let p = sigmoid(linear(beta[0], &beta[1..], x));
             let (r, w) = (p - if *y { 1.0 } else { 0.0 }, p * (1.0 - p));
             let v = DVector::from_iterator(n, idx.iter().map(|&k| full[k]));
             grad.axpy(r, &v, 1.0);
