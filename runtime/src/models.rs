@@ -31,12 +31,7 @@ pub async fn fit_models(
 ) -> Result<ModelSet> {
     let started = std::time::Instant::now();
     let mut set = fit_history(analyst, as_of, fitted_at_ms).await?;
-    let unfitted = Population {
-        params: None,
-        typical_gap_days: scoring.churn.default_purchase_gap_days,
-        churn: None,
-    };
-    let population = set.population(unfitted);
+    let population = set.population(Population::unfitted(scoring));
     let plan = ChurnPlan::default();
     match churn_observations(analyst, scoring, population, plan, Some(set.window_end_ms)).await {
         Ok(obs) => {

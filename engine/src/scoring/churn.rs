@@ -88,6 +88,17 @@ pub struct Population {
     pub churn: Option<ChurnModel>,
 }
 
+impl Population {
+    /// Before any fit: no BG/NBD parameters, no churn model, the configured typical gap.
+    pub fn unfitted(cfg: &ScoringConfig) -> Self {
+        Population {
+            params: None,
+            typical_gap_days: cfg.churn.default_purchase_gap_days,
+            churn: None,
+        }
+    }
+}
+
 /// The churn-risk alert's thresholds `(raise, clear)`: an alert is raised when the risk rises to
 /// `raise` and the episode ends when it falls below `clear`. The configured threshold when one
 /// is set (cleared at `threshold − hysteresis`); else the fitted churn model's (cleared at

@@ -492,7 +492,7 @@ impl ScoringCore {
             transaction: config.transaction_mask(),
             interaction: config.interaction_mask(),
         };
-        let typical = config.churn.default_purchase_gap_days;
+        let population = Population::unfitted(&config);
         Ok(ScoringCore {
             st: CoreState {
                 version: SNAPSHOT_VERSION,
@@ -505,18 +505,14 @@ impl ScoringCore {
                 clock_ms: i64::MIN,
                 max_ts_ms: i64::MIN,
                 swept_day: i32::MIN,
-                population: Population {
-                    params: None,
-                    typical_gap_days: typical,
-                    churn: None,
-                },
+                population,
                 counters: Counters::default(),
             },
             interner: Interner::default(),
             masks,
             scratch: Vec::new(),
             seen: Vec::new(),
-            decay: RecencyDecay::new(typical),
+            decay: RecencyDecay::new(population.typical_gap_days),
             settle_by_bounds: true,
         })
     }
