@@ -352,6 +352,15 @@ impl VigilConfig {
         };
         Self::parse(&text, std::env::vars())
     }
+
+    /// The `[scoring]` settings of the vigil.toml at `path`, or the defaults without one (the
+    /// offline commands that replay a history: `vigil evaluate`, `vigil model fit`).
+    pub fn scoring(path: Option<&Path>) -> anyhow::Result<ScoringConfig> {
+        match path {
+            Some(p) => Ok(Self::load(Some(p))?.scoring),
+            None => Ok(ScoringConfig::default()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,10 +39,7 @@ pub async fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     let analyst = Analyst::open_data_dir(&args.data_dir)
         .await
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
-    let scoring = match &args.config {
-        Some(path) => crate::config::VigilConfig::load(Some(path))?.scoring,
-        None => Default::default(),
-    };
+    let scoring = crate::config::VigilConfig::scoring(args.config.as_deref())?;
     let cfg = BacktestConfig {
         scoring,
         horizon_days: args.horizon_days,

@@ -123,10 +123,7 @@ pub async fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("opening {}", dir.display()))?;
         let as_of = args.as_of.map(|d| d.format("%Y-%m-%d").to_string());
-        let scoring = match &args.config {
-            Some(path) => crate::config::VigilConfig::load(Some(path))?.scoring,
-            None => Default::default(),
-        };
+        let scoring = crate::config::VigilConfig::scoring(args.config.as_deref())?;
         let set = fit_models(&analyst, &scoring, as_of.as_deref(), vigil_runtime::pipeline::wall_ms()).await?;
         if args.dry_run || !set.any_fitted() {
             set
