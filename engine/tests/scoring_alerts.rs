@@ -24,18 +24,32 @@ fn core() -> ScoringCore {
 
 #[test]
 fn no_churn_alert_without_a_threshold_or_a_fitted_model() {
-    // A cancellation: risk 1. With the default configuration (no threshold) and no churn model
-    // no churn-risk alert fires; with a threshold, one does.
-    let events = [ev("x", "c", at(1, 1), K::Cancellation)];
+    // A one-time buyer 110 days ago: risk 1 − 2^(−110/60) = 0.72. With the default
+    // configuration (no threshold) and no churn model no churn-risk alert fires; with a
+    // threshold of 0.7, one does.
+    let events = [ev("p", "c", at(0, 12), K::Purchase)];
     let mut c = ScoringCore::new(ScoringConfig::default()).expect("valid");
-    let out = apply(&mut c, &events);
-    assert_eq!(c.score("c").expect("c").churn_risk, 1.0);
-    let mut all = out.alerts;
-    all.extend(c.advance_clock(at(3, 0)));
+    apply(&mut c, &events);
+    let all = c.advance_clock(at(110, 12));
+    assert!(c.score("c").expect("c").churn_risk > 0.7);
     assert!(of_kind(&all, AlertKind::ChurnRisk).is_empty(), "{all:?}");
     let mut c = core();
-    let out = apply(&mut c, &events);
-    assert_eq!(of_kind(&out.alerts, AlertKind::ChurnRisk).len(), 1);
+    apply(&mut c, &events);
+    assert_eq!(of_kind(&c.advance_clock(at(110, 12)), AlertKind::ChurnRisk).len(), 1);
+}
+
+#[test]
+fn no_churn_alert_for_a_cancelled_account() {
+    // A cancellation takes the risk to 1, but the account is lost, not at risk: no churn-risk
+    // alert, neither when it cancels nor at later clock advances.
+    let mut c = core();
+    apply(&mut c, &[ev("p0", "c", at(0, 12), K::Purchase)]);
+    let mut all = apply(&mut c, &[ev("x", "c", at(1, 12), K::Cancellation)]).alerts;
+    assert_eq!(c.score("c").expect("c").churn_risk, 1.0);
+    for d in 2..40 {
+        all.extend(c.advance_clock(at(d, 12)));
+    }
+    assert!(of_kind(&all, AlertKind::ChurnRisk).is_empty(), "{all:?}");
 }
 
 fn of_kind(alerts: &[Alert], kind: AlertKind) -> Vec<Alert> {
@@ -175,21 +189,25 @@ fn churn_risk_threshold_up_crossing_once_per_episode() {
 
 #[test]
 fn churn_alert_from_events_on_apply() {
-    // A cancellation takes risk to 1 at once: the alert comes from apply_batch.
+    // A one-time buyer 100 days ago: risk 1 − 2^(−100/60) = 0.685, below 0.7. A complaint adds
+    // the hazard 0.3 × 1/2: risk 1 − 0.315 × 0.85 = 0.732. The alert comes from apply_batch.
     let mut c = core();
     apply(&mut c, &[ev("p0", "c", at(0, 12), K::Purchase)]);
-    let out = apply(&mut c, &[ev("x", "c", at(1, 12), K::Cancellation)]);
+    assert!(of_kind(&c.advance_clock(at(100, 6)), AlertKind::ChurnRisk).is_empty());
+    let out = apply(&mut c, &[ev("x", "c", at(100, 12), K::Complaint)]);
     let churn = of_kind(&out.alerts, AlertKind::ChurnRisk);
-    assert_eq!(churn.len(), 1);
-    assert_eq!(churn[0].value, 1.0);
-    assert_eq!(churn[0].id, format!("churn_risk/c/{}", at(1, 0)));
+    assert_eq!(churn.len(), 1, "{:?}", out.alerts);
+    let base = 1.0 - 2f64.powf(-100.0 / 60.0);
+    assert_close(churn[0].value, 1.0 - (1.0 - base) * (1.0 - 0.3 * 0.5), "risk");
+    assert_eq!(churn[0].id, format!("churn_risk/c/{}", at(100, 0)));
 }
 
 #[test]
 fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
-    // In one batch: the cancellation, other accounts' events, then a redelivery of the
-    // cancellation (the account's last row, a duplicate). The alert still comes from
-    // apply_batch, once; an account whose own last row is not a duplicate alerts as well.
+    // In one batch: a complaint that takes the risk over the threshold (as in
+    // `churn_alert_from_events_on_apply`), other accounts' events, then a redelivery of the
+    // complaint (the account's last row, a duplicate). The alert still comes from apply_batch,
+    // once; an account whose own last row is not a duplicate alerts as well.
     let mut c = core();
     apply(
         &mut c,
@@ -198,14 +216,15 @@ fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
             ev("p1", "d", at(0, 12), K::Purchase),
         ],
     );
+    assert!(of_kind(&c.advance_clock(at(100, 6)), AlertKind::ChurnRisk).is_empty());
     let mut batch = vec![
-        ev("x", "c", at(1, 12), K::Cancellation),
-        ev("y", "d", at(1, 12), K::Cancellation),
+        ev("x", "c", at(100, 12), K::Complaint),
+        ev("y", "d", at(100, 12), K::Complaint),
     ];
     for i in 0..200 {
-        batch.push(ev(&format!("a{i}"), &format!("o{i}"), at(1, 13), K::Activity));
+        batch.push(ev(&format!("a{i}"), &format!("o{i}"), at(100, 13), K::Activity));
     }
-    batch.push(ev("x", "c", at(1, 12), K::Cancellation));
+    batch.push(ev("x", "c", at(100, 12), K::Complaint));
     let out = apply(&mut c, &batch);
     assert_eq!(out.duplicates, 1);
     let mut churn: Vec<String> = of_kind(&out.alerts, AlertKind::ChurnRisk)
@@ -216,49 +235,12 @@ fn alert_on_apply_when_the_accounts_last_row_is_a_duplicate() {
     assert_eq!(
         churn,
         [
-            format!("churn_risk/c/{}", at(1, 0)),
-            format!("churn_risk/d/{}", at(1, 0))
+            format!("churn_risk/c/{}", at(100, 0)),
+            format!("churn_risk/d/{}", at(100, 0))
         ]
     );
 }
 
-#[test]
-fn complaint_spike_once_per_episode() {
-    let mut c = core();
-    // Window 7 days, count 3. Complaints on days 1, 3 -> 2, no alert; day 5 -> days -1..=5 hold
-    // 3 -> alert, episode start = day 1 (earliest complaint in the window).
-    for d in [1, 3] {
-        let out = apply(&mut c, &[ev(&format!("c{d}"), "s", at(d, 9), K::Complaint)]);
-        assert!(out.alerts.is_empty(), "day {d}");
-    }
-    let out = apply(&mut c, &[ev("c5", "s", at(5, 9), K::Complaint)]);
-    assert_eq!(out.alerts.len(), 1, "{:?}", out.alerts);
-    let a = &out.alerts[0];
-    assert_eq!(a.kind, AlertKind::ComplaintSpike);
-    assert_eq!(a.id, format!("complaint_spike/s/{}", at(1, 0)));
-    assert_eq!((a.value, a.threshold), (3.0, 3.0));
-    // A 4th complaint in the same episode: nothing new.
-    assert!(
-        apply(&mut c, &[ev("c6", "s", at(6, 9), K::Complaint)])
-            .alerts
-            .is_empty()
-    );
-    // Day 9: window 3..=9 holds days 3, 5, 6 = 3: still the same episode.
-    assert!(of_kind(&c.advance_clock(at(9, 0)), AlertKind::ComplaintSpike).is_empty());
-    // Day 11: window 5..=11 holds 5, 6 = 2 < 3: episode over (no alert).
-    assert!(of_kind(&c.advance_clock(at(11, 0)), AlertKind::ComplaintSpike).is_empty());
-    // Days 12, 13, 14: window 8..=14 holds 3 -> a new episode starting day 12.
-    let mut alerts = Vec::new();
-    for d in [12, 13, 14] {
-        alerts.extend(apply(&mut c, &[ev(&format!("c{d}"), "s", at(d, 9), K::Complaint)]).alerts);
-    }
-    let spikes = of_kind(&alerts, AlertKind::ComplaintSpike);
-    assert_eq!(spikes.len(), 1);
-    assert_eq!(spikes[0].id, format!("complaint_spike/s/{}", at(12, 0)));
-}
-
-/// A scenario with every alert kind. Events go in one batch per event (`per_event`) or one
-/// batch per day; the clock is advanced to 23:00 of every day.
 fn scenario(per_event: bool, alerts_on_apply: bool) -> Vec<Alert> {
     let cfg = ScoringConfig {
         alerts_on_apply,

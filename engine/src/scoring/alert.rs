@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `quiet` | a key account's silence reaches `k` × its learned gap (clock driven, once per episode) | the last interaction | days silent / `k` × gap (days) |
 //! | `recovered` | a quiet account interacts again (once) | the quiet episode's start | days silent / `k` × gap |
-//! | `churn_risk` | churn risk rises to the threshold (once until it falls below threshold − hysteresis) | start of the day of the crossing | risk / threshold |
+//! | `churn_risk` | churn risk rises to the threshold (once until it falls below threshold − hysteresis); never for a cancelled account | start of the day of the crossing | risk / threshold |
 //! | `complaint_spike` | `count` complaints within `window_days` (once until the count drops below) | start of the earliest complaint day in the window | complaints / count |
 
 use std::sync::{Arc, LazyLock};
