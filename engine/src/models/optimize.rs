@@ -15,11 +15,16 @@ use crate::error::EngineError;
 pub const PENALTY: f64 = 1e100;
 const MAX_ROUNDS: usize = 8;
 const MAX_ITERS_PER_ROUND: u64 = 5_000;
+/// Rounds in a row that run out of iterations before the search gives up: it is following a
+/// ridge towards a limit of the model, not closing in on a maximum.
+const MAX_ROUNDS_AT_MAX_ITERS: usize = 2;
 const SD_TOLERANCE: f64 = 1e-12;
 /// Rounds stop once a round improves the cost by less than this.
 const ROUND_IMPROVEMENT: f64 = 1e-11;
 /// Fitted log-parameters beyond this magnitude (e^30 ≈ 1e13) mean the likelihood has no interior
-/// maximum on this data.
+/// maximum on this data: the search is walking off to a limit of the model (BG/NBD's Poisson
+/// limit when purchases are more regular than a gamma mixture allows: r and alpha grow together
+/// without bound). A round that ends there stops the search.
 const MAX_ABS_LOG_PARAM: f64 = 30.0;
 
 /// Where the search ended.
@@ -49,9 +54,9 @@ impl<F: Fn(&[f64]) -> f64> CostFunction for Objective<'_, F> {
 /// Minimises `cost` (a function of the log-parameters, typically the negative mean
 /// log-likelihood) from `start`.
 ///
-/// Fails with [`EngineError::FitFailed`] when the search does not converge in [`MAX_ROUNDS`]
-/// rounds, or ends at a non-finite cost or at log-parameters beyond ±30 (the likelihood has no
-/// interior maximum on this data).
+/// Fails with [`EngineError::FitFailed`] when a round ends at log-parameters beyond ±30 or at a
+/// non-finite cost, or two rounds in a row run out of iterations (the likelihood has no interior
+/// maximum on this data), or when the search does not converge in [`MAX_ROUNDS`] rounds.
 pub fn minimize_log_params(cost: &impl Fn(&[f64]) -> f64, start: &[f64]) -> Result<Minimum, EngineError> {
     let fail = |m: String| Err(EngineError::FitFailed(m));
     let finite = |c: f64| if c.is_finite() { c } else { PENALTY };
@@ -59,6 +64,8 @@ pub fn minimize_log_params(cost: &impl Fn(&[f64]) -> f64, start: &[f64]) -> Resu
     let mut best_cost = finite(cost(&best));
     let mut iterations = 0_u64;
     let mut converged = false;
+    // Rounds in a row that ran out of iterations.
+    let mut at_max = 0;
     for round in 0..MAX_ROUNDS {
         let step = if round == 0 { 1.0 } else { 0.1 };
         let mut simplex = vec![best.clone()];
@@ -87,19 +94,29 @@ pub fn minimize_log_params(cost: &impl Fn(&[f64]) -> f64, start: &[f64]) -> Resu
             best = p.clone();
             best_cost = c;
         }
+        if best.iter().any(|v| v.abs() > MAX_ABS_LOG_PARAM) {
+            break;
+        }
+        at_max = if hit_max { at_max + 1 } else { 0 };
+        if at_max == MAX_ROUNDS_AT_MAX_ITERS {
+            return fail(format!(
+                "Nelder-Mead follows a ridge without converging ({iterations} iterations, log-parameters \
+                 {best:?}): the likelihood has no finite maximum on this data"
+            ));
+        }
         if round > 0 && !hit_max && improvement < ROUND_IMPROVEMENT {
             converged = true;
             break;
         }
     }
+    if best_cost >= PENALTY || best.iter().any(|v| !v.is_finite() || v.abs() > MAX_ABS_LOG_PARAM) {
+        return fail(format!(
+            "the likelihood has no finite maximum on this data (log-parameters {best:?} after {iterations} iterations)"
+        ));
+    }
     if !converged {
         return fail(format!(
             "Nelder-Mead did not converge in {MAX_ROUNDS} rounds ({iterations} iterations)"
-        ));
-    }
-    if best_cost >= PENALTY || best.iter().any(|v| !v.is_finite() || v.abs() > MAX_ABS_LOG_PARAM) {
-        return fail(format!(
-            "the likelihood has no finite maximum on this data (log-parameters {best:?})"
         ));
     }
     Ok(Minimum {
@@ -129,5 +146,26 @@ mod tests {
         let f = |p: &[f64]| -p[0];
         let e = minimize_log_params(&f, &[0.0]).expect_err("no minimum");
         assert!(matches!(e, EngineError::FitFailed(_)), "{e}");
+    }
+
+    #[test]
+    fn a_search_that_never_settles_stops_after_two_rounds_out_of_iterations() {
+        // A bowl with noise of 1e-3 on the cost: the simplex's costs never agree to 1e-12, so
+        // every round runs out of iterations. Two such rounds in a row end the search (the
+        // demo's BG/NBD on too regular purchases walked a ridge like this for eight).
+        let f = |p: &[f64]| {
+            let h = (p[0].to_bits() ^ p[1].to_bits().rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            p[0] * p[0] + p[1] * p[1] + 1e-3 * (h >> 11) as f64 / (1u64 << 53) as f64
+        };
+        match minimize_log_params(&f, &[1.0, 1.0]) {
+            Err(EngineError::FitFailed(why)) => {
+                assert!(why.contains("ridge"), "{why}");
+                assert!(
+                    why.contains(&format!("{} iterations", 2 * MAX_ITERS_PER_ROUND)),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
