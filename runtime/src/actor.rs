@@ -91,8 +91,6 @@ impl Dimension {
 pub struct TickTime {
     /// Wall-clock time, epoch ms.
     pub wall_ms: i64,
-    /// The shared clock's time ([`Clock::Shared`]), epoch ms.
-    pub shared_ms: i64,
 }
 
 /// What a partition's step takes.
@@ -201,6 +199,8 @@ impl PartitionActor {
                 self.caught_up = true;
                 Ok(Effects::None)
             }
+            // A stepped clock moves only with the partition's events.
+            Input::Tick(_) if matches!(self.clock, Clock::EventSteps { .. }) => Ok(Effects::None),
             Input::Tick(time) => {
                 let now = self
                     .clock
@@ -227,14 +227,10 @@ impl PartitionActor {
     }
 
     fn apply(&mut self, batch: RecordBatch, span: Option<BatchSpan>) -> Result<Effects> {
-        let outcome = if batch.num_rows() > 0 {
-            let outcome = self.core.apply_batch(&batch)?;
-            if outcome.new_accounts > 0 {
-                self.dims.join_new(&mut self.core, &batch);
-            }
-            outcome
-        } else {
-            ApplyOutcome::default()
+        let outcome = match self.clock {
+            _ if batch.num_rows() == 0 => ApplyOutcome::default(),
+            Clock::EventSteps { step_ms } => self.apply_in_steps(&batch, step_ms)?,
+            _ => self.apply_rows(&batch)?,
         };
         let p = &mut self.progress;
         match &span {
@@ -252,5 +248,178 @@ impl PartitionActor {
         p.late += outcome.late as u64;
         self.busy = true;
         Ok(Effects::Applied { batch, outcome })
+    }
+
+    /// Applies `batch` to the state and joins the dimension's records of its new accounts.
+    fn apply_rows(&mut self, batch: &RecordBatch) -> Result<ApplyOutcome> {
+        let outcome = self.core.apply_batch(batch)?;
+        if outcome.new_accounts > 0 {
+            self.dims.join_new(&mut self.core, batch);
+        }
+        Ok(outcome)
+    }
+
+    /// [`Clock::EventSteps`]: applies `batch` in runs of rows that stay within one step of
+    /// `step_ms`; before the first row at or past the next multiple of `step_ms`, the clock
+    /// advances to the last multiple at or before that row. The runs, and so the alerts, depend
+    /// only on the rows' sequence, never on where a batch began or ended.
+    fn apply_in_steps(&mut self, batch: &RecordBatch, step_ms: i64) -> Result<ApplyOutcome> {
+        let ts = batch
+            .column(vigil_engine::schema::TS)
+            .as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
+            .ok_or_else(|| {
+                vigil_engine::EngineError::Schema(format!(
+                    "column ts is {}, not Timestamp(ms)",
+                    batch.column(vigil_engine::schema::TS).data_type()
+                ))
+            })?
+            .values()
+            .clone();
+        let mut total = ApplyOutcome::default();
+        let mut now = self.core.now_ms();
+        let mut start = 0;
+        for (row, &t) in ts.iter().enumerate() {
+            let Some(n) = now else {
+                now = Some(t);
+                continue;
+            };
+            let next_step = (n.div_euclid(step_ms) + 1).saturating_mul(step_ms);
+            if t >= next_step {
+                self.apply_run(batch, start, row, &mut total)?;
+                start = row;
+                let step = t - t.rem_euclid(step_ms);
+                total.alerts.extend(self.core.advance_clock(step));
+                now = Some(t);
+            } else {
+                now = Some(n.max(t));
+            }
+        }
+        self.apply_run(batch, start, batch.num_rows(), &mut total)?;
+        Ok(total)
+    }
+
+    /// Applies rows `from..to` of `batch`, adding what they did to `total` (row indices as in
+    /// `batch`).
+    fn apply_run(&mut self, batch: &RecordBatch, from: usize, to: usize, total: &mut ApplyOutcome) -> Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        let run = self.apply_rows(&batch.slice(from, to - from))?;
+        total.applied += run.applied;
+        total.duplicates += run.duplicates;
+        total.late += run.late;
+        total.late_rows.extend(run.late_rows.iter().map(|r| r + from));
+        total.duplicate_rows.extend(run.duplicate_rows.iter().map(|r| r + from));
+        total.new_accounts += run.new_accounts;
+        total.alerts.extend(run.alerts);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_engine::scoring::{AlertKind, Tier};
+    use vigil_engine::{Event, EventKind};
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn events() -> Vec<Event> {
+        let mut evs = Vec::new();
+        // A key account active daily for 20 days, then silent until day 30; another account's
+        // events every 3 hours move time on; three complaints in three days make a spike.
+        for d in 0..20 {
+            evs.push(Event::new(
+                format!("k{d}"),
+                "k",
+                d * DAY + 9 * HOUR,
+                EventKind::Activity,
+            ));
+        }
+        evs.push(Event::new("k-back", "k", 30 * DAY + 2 * HOUR, EventKind::Activity));
+        for h in 0..(40 * 8) {
+            evs.push(Event::new(format!("o{h}"), "o", h * 3 * HOUR + 17, EventKind::Activity));
+        }
+        for d in [2, 3, 4] {
+            evs.push(Event::new(
+                format!("s{d}"),
+                "s",
+                d * DAY + 5 * HOUR,
+                EventKind::Complaint,
+            ));
+        }
+        evs.sort_by_key(|e| e.ts_ms);
+        evs
+    }
+
+    fn to_batch(evs: &[Event]) -> RecordBatch {
+        let mut b = vigil_engine::EventBatchBuilder::with_capacity(evs.len());
+        for e in evs {
+            b.decode_append(
+                e.to_json().as_bytes(),
+                &vigil_engine::SourceMeta::default(),
+                &vigil_engine::DecodeLimits::default(),
+                100 * DAY,
+            )
+            .expect("valid event");
+        }
+        b.finish()
+    }
+
+    /// The alerts of the events fed in batches of the given sizes (cycled), with a tick after
+    /// each batch, and the key account's score at the end.
+    fn run(sizes: &[usize]) -> (Vec<Alert>, f64) {
+        let config = ScoringConfig {
+            alerts_on_apply: false,
+            ..ScoringConfig::default()
+        };
+        let mut key = AccountInfo::new("k");
+        key.tier = Tier::Key;
+        let dims = Arc::new(Dimension::new(&config, &[key]).expect("dimension"));
+        let clock = Clock::EventSteps { step_ms: HOUR };
+        let mut actor = PartitionActor::new((Arc::from("t"), 0), &config, clock, dims).expect("actor");
+        let evs = events();
+        let mut alerts = Vec::new();
+        let (mut at, mut i) = (0, 0);
+        while at < evs.len() {
+            let n = sizes[i % sizes.len()].min(evs.len() - at);
+            let input = Input::Batch {
+                batch: to_batch(&evs[at..at + n]),
+                span: None,
+            };
+            match actor.step(input).expect("step") {
+                Effects::Applied { outcome, .. } => alerts.extend(outcome.alerts),
+                other => panic!("a batch gave {other:?}"),
+            }
+            match actor
+                .step(Input::Tick(TickTime { wall_ms: 1_000 * DAY }))
+                .expect("tick")
+            {
+                Effects::None => {}
+                other => panic!("a tick of a stepped clock gave {other:?}"),
+            }
+            at += n;
+            i += 1;
+        }
+        let score = actor.core().score("k").expect("k").score;
+        (alerts, score)
+    }
+
+    #[test]
+    fn a_stepped_clock_gives_the_same_alerts_whatever_the_batches() {
+        let (alerts, score) = run(&[usize::MAX]);
+        let kinds: Vec<(AlertKind, &str)> = alerts.iter().map(|a| (a.kind, a.account_id.as_str())).collect();
+        assert!(kinds.contains(&(AlertKind::Quiet, "k")), "{alerts:?}");
+        assert!(kinds.contains(&(AlertKind::Recovered, "k")), "{alerts:?}");
+        assert!(kinds.contains(&(AlertKind::ComplaintSpike, "s")), "{alerts:?}");
+        // Evaluated at clock steps: whole hours.
+        for a in alerts.iter().filter(|a| a.kind != AlertKind::Quiet) {
+            assert_eq!(a.at_ms % HOUR, 0, "{a:?}");
+        }
+        for sizes in [&[1][..], &[2, 7, 1, 30], &[64]] {
+            assert_eq!(run(sizes), (alerts.clone(), score), "batches of {sizes:?}");
+        }
     }
 }

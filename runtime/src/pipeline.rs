@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
@@ -37,27 +36,24 @@ pub enum Clock {
     /// the wall clock; a backlog is never mistaken for silence. Lateness never depends on it:
     /// the engine's watermark follows event time only.
     Wall,
-    /// A shared clock someone else advances (replay, the demo's accelerated time), held back
-    /// to at most `max_ahead_ms` past the greatest event time applied so far: when the
-    /// pipeline falls behind its source, time does not run on without the events, so a
-    /// backlog is never mistaken for silence.
-    Shared { time: Arc<AtomicI64>, max_ahead_ms: i64 },
     /// Event time only: each partition's time is its greatest event time. Deterministic for a
     /// given input (backfills, comparisons); quiet accounts are detected only as events of
     /// other accounts on the partition move time on.
     Event,
+    /// Event time in steps: a partition's clock moves to the last multiple of `step_ms` at or
+    /// before each of its events that passes the next multiple, between the events before and
+    /// after it; ticks do nothing. With `scoring.alerts_on_apply` off, a partition's alerts (and
+    /// every other output) depend only on its sequence of events and the models handed to it
+    /// between two of them, not on how the source cut them into batches or when the coordinator
+    /// ticked: the demo's clock, where two runs with one seed print the same alerts. Quiet
+    /// accounts are detected as events of other accounts move time on, as with `Event`.
+    EventSteps { step_ms: i64 },
 }
 
 impl Clock {
     /// The outside times a tick reads, now.
     pub fn tick_time(&self) -> TickTime {
-        TickTime {
-            wall_ms: wall_ms(),
-            shared_ms: match self {
-                Clock::Shared { time, .. } => time.load(Ordering::Relaxed),
-                _ => i64::MIN,
-            },
-        }
+        TickTime { wall_ms: wall_ms() }
     }
 
     /// The clock's time in epoch milliseconds, given a partition's greatest applied event time,
@@ -68,13 +64,7 @@ impl Clock {
             Clock::Event => max_event_ms.unwrap_or(i64::MIN),
             Clock::Wall if caught_up && !busy => time.wall_ms,
             Clock::Wall => max_event_ms.unwrap_or(i64::MIN),
-            Clock::Shared { max_ahead_ms, .. } => {
-                let t = time.shared_ms;
-                match max_event_ms {
-                    Some(e) => t.min(e.saturating_add(*max_ahead_ms)),
-                    None => t,
-                }
-            }
+            Clock::EventSteps { step_ms } => max_event_ms.map_or(i64::MIN, |e| e - e.rem_euclid(*step_ms)),
         }
     }
 }
