@@ -38,6 +38,10 @@ enum Command {
         /// Port of the demo's SQL server (psql); taken: any free port.
         #[arg(long, default_value_t = 5433)]
         sql_port: u16,
+        /// Exit once the history is replayed and scored (scripts, CI) instead of serving SQL
+        /// until Ctrl-C.
+        #[arg(long)]
+        exit_after_replay: bool,
     },
     /// Run the continuous pipeline: Kafka source → scoring core → alerts, until SIGTERM.
     ///
@@ -172,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             seed,
             replay_secs,
             sql_port,
+            exit_after_replay,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             let opts = vigil::demo::DemoOptions {
@@ -181,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 replay_secs,
                 sql_listen: std::net::SocketAddr::from(([127, 0, 0, 1], sql_port)),
                 sql_password: "vigil".into(),
+                exit_after_replay,
             };
             runtime.block_on(vigil::demo::run(opts))?;
             Ok(())

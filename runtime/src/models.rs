@@ -87,7 +87,12 @@ impl ModelFitter {
     /// stores the set as the next version and hands it to every partition; returns it either way
     /// (a model that did not fit says why).
     pub async fn fit(&self, now_ms: i64) -> Result<ModelSet> {
-        let set = fit_models(&self.analyst, &self.scoring, None, now_ms).await?;
+        self.fit_as_of(None, now_ms).await
+    }
+
+    /// [`ModelFitter::fit`] on the history before the day `as_of` (`YYYY-MM-DD`), when given.
+    pub async fn fit_as_of(&self, as_of: Option<&str>, now_ms: i64) -> Result<ModelSet> {
+        let set = fit_models(&self.analyst, &self.scoring, as_of, now_ms).await?;
         if !set.any_fitted() {
             return Ok(set);
         }

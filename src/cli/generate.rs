@@ -3,6 +3,7 @@
 //! and for trying `vigil run` against a broker of one's own.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 
 use anyhow::Context;
@@ -61,8 +62,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<(u64, u64)> {
         args.replay_secs
     );
     let producer = MessageProducer::new(&args.brokers, &args.topic)?;
-    let (stop, clock) = (AtomicBool::new(false), AtomicI64::new(start_ms));
-    let (events, bad) = crate::demo::produce_world(&producer, &data, start_ms, args.replay_secs, true, &stop, &clock)?;
+    let traffic = crate::demo::Traffic {
+        start_ms,
+        replay_secs: args.replay_secs,
+        stop: Arc::new(AtomicBool::new(false)),
+        clock: Arc::new(AtomicI64::new(start_ms)),
+    };
+    let (events, bad) = crate::demo::produce_world(&producer, &data, &traffic, None, |_, _| Ok(()))?;
     println!("vigil generate: produced {events} events and {bad} invalid messages");
     Ok((events, bad))
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use vigil_engine::scoring::{Alert, BaseRule, HealthScore};
 
 use super::generator::DAY_MS;
-use vigil_runtime::models::ModelFitter;
 use vigil_runtime::partitions::Partitions;
 
 /// Prints one alert as a line.
@@ -71,11 +70,9 @@ fn render(rows: &[HealthScore], accounts: usize, day: f64, alerts: usize) -> Str
     out
 }
 
-/// Prints the view every few seconds until `stop`; refits the population models on the
-/// history so far before each.
+/// Prints the view every few seconds until `stop`.
 pub fn spawn(
     parts: Partitions,
-    fitter: ModelFitter,
     sim_now: Arc<AtomicI64>,
     alerts: Arc<RwLock<Vec<Alert>>>,
     start_ms: i64,
@@ -83,23 +80,10 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let tty = std::io::stdout().is_terminal();
-        let mut churn_model_shown = false;
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let day = (sim_now.load(Ordering::Relaxed) - start_ms) as f64 / DAY_MS as f64;
             let n_alerts = alerts.read().map(|a| a.len()).unwrap_or(0);
-            // Population models from the history so far (the parameters in use stay while too
-            // few accounts have repeat purchases).
-            match fitter.fit(vigil_runtime::pipeline::wall_ms()).await {
-                // The first churn model: from now on churn risk is a probability and its alerts
-                // fire at the model's threshold.
-                Ok(set) if set.churn.ok().is_some() && !churn_model_shown => {
-                    churn_model_shown = true;
-                    println!("day {day:5.1}: {}", vigil_runtime::models::describe(&set));
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "demo model fit"),
-            }
             let parts = parts.clone();
             let view = tokio::task::spawn_blocking(move || riskiest(&parts)).await;
             let Ok(Ok((rows, accounts))) = view else { return };
