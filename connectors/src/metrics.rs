@@ -13,10 +13,16 @@ pub struct SourceMetrics {
     pub bytes: AtomicU64,
     pub valid: AtomicU64,
     pub invalid: [AtomicU64; InvalidReason::CODES.len()],
+    /// Valid events whose message key is not their account id (the partition then may not
+    /// hold all of the account's events).
     pub key_mismatch: AtomicU64,
+    /// Valid events whose message has no key.
+    pub key_missing: AtomicU64,
     pub batches: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub dead_letter_retries: AtomicU64,
+    /// Dead letters sent as envelopes (too large for the dead-letter topic whole).
+    pub dead_letters_truncated: AtomicU64,
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
     pub rebalances: AtomicU64,
@@ -28,6 +34,10 @@ pub struct SourceMetrics {
 impl SourceMetrics {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
     }
 
     /// Invalid messages counted for a reason code (see [`InvalidReason::CODES`]).

@@ -61,7 +61,14 @@ struct SourceSync {
     messages: u64,
     valid: u64,
     invalid: [u64; InvalidReason::CODES.len()],
+    truncated: u64,
+    key_mismatch: u64,
+    key_missing: u64,
 }
+
+/// The `reason` labels of `vigil_key_mismatches`: the key names another account, or there is
+/// no key.
+const KEY_MISMATCH_REASONS: [&str; 2] = ["other_key", "no_key"];
 
 /// Adds to `counter` what `total` grew by since `*seen`, and remembers `total`. A total below the
 /// remembered one (which a source's counter never does) adds nothing.
@@ -83,6 +90,8 @@ pub struct RunMetrics {
     events_in: Counter,
     events_valid: Counter,
     dead_lettered: Family<ReasonLabel, Counter>,
+    dead_letters_truncated: Counter,
+    key_mismatches: Family<ReasonLabel, Counter>,
     applied: Counter,
     late: Counter,
     duplicate: Counter,
@@ -138,6 +147,23 @@ impl RunMetrics {
             "vigil_events_dead_lettered",
             "Invalid messages sent to the dead-letter destination, by reason code",
             dead_lettered.clone(),
+        );
+        let dead_letters_truncated = Counter::default();
+        registry.register(
+            "vigil_dead_letters_truncated",
+            "Dead letters too large for the dead-letter topic, sent as an envelope (provenance, \
+             original length and SHA-256, the first bytes)",
+            dead_letters_truncated.clone(),
+        );
+        let key_mismatches = Family::<ReasonLabel, Counter>::default();
+        for reason in KEY_MISMATCH_REASONS {
+            let _ = key_mismatches.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "vigil_key_mismatches",
+            "Valid events whose message key is not their account id (`other_key`) or is absent \
+             (`no_key`): the account's events may then be spread over partitions",
+            key_mismatches.clone(),
         );
         let applied = Counter::default();
         registry.register(
@@ -236,6 +262,8 @@ impl RunMetrics {
             events_in,
             events_valid,
             dead_lettered,
+            dead_letters_truncated,
+            key_mismatches,
             applied,
             late,
             duplicate,
@@ -344,6 +372,9 @@ impl RunMetrics {
             messages,
             valid,
             invalid,
+            truncated,
+            key_mismatch,
+            key_missing,
         } = &mut *sync;
         let Some(src) = source.as_ref() else {
             return;
@@ -354,6 +385,16 @@ impl RunMetrics {
             let counter = self.dead_lettered.get_or_create(&ReasonLabel { reason });
             catch_up(&counter, &mut invalid[i], src.invalid[i].load(Ordering::Relaxed));
         }
+        catch_up(
+            &self.dead_letters_truncated,
+            truncated,
+            src.dead_letters_truncated.load(Ordering::Relaxed),
+        );
+        let [other, none] = KEY_MISMATCH_REASONS;
+        let other = self.key_mismatches.get_or_create(&ReasonLabel { reason: other });
+        catch_up(&other, key_mismatch, src.key_mismatch.load(Ordering::Relaxed));
+        let none = self.key_mismatches.get_or_create(&ReasonLabel { reason: none });
+        catch_up(&none, key_missing, src.key_missing.load(Ordering::Relaxed));
     }
 
     /// Sets the checkpoint age gauge from the last checkpoint instant (NaN before the first).
@@ -393,7 +434,17 @@ mod tests {
         m.attach_source(src.clone());
         src.messages.store(5, Ordering::Relaxed);
         src.invalid[2].store(2, Ordering::Relaxed);
+        src.key_mismatch.store(4, Ordering::Relaxed);
+        src.key_missing.store(1, Ordering::Relaxed);
+        src.dead_letters_truncated.store(6, Ordering::Relaxed);
         let first = m.encode();
+        for (series, want) in [
+            ("vigil_key_mismatches_total{reason=\"other_key\"}", "4"),
+            ("vigil_key_mismatches_total{reason=\"no_key\"}", "1"),
+            ("vigil_dead_letters_truncated_total", "6"),
+        ] {
+            assert_eq!(value(&first, series).as_deref(), Some(want), "{series}");
+        }
         assert_eq!(value(&first, "vigil_events_in_total").as_deref(), Some("5"));
         let series = format!(
             "vigil_events_dead_lettered_total{{reason=\"{}\"}}",

@@ -1,6 +1,7 @@
 //! A mixed stream with at least one message for every invalid reason of contract v1,
 //! interleaved with valid ones: invalid messages land, unchanged, in the dead-letter topic with
-//! the right headers; valid ones are delivered; per-reason counters match.
+//! the right headers; valid ones are delivered; per-reason counters match. Messages too large
+//! for the dead-letter topic land as envelopes, and the events behind them are scored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -74,6 +75,8 @@ fn invalid_cases(now_ms: i64) -> Vec<(Vec<u8>, &'static str)> {
         (with("ts", "1780000000000.5"), "unparseable_ts"),
         (with("ts", &(now_ms + 2 * 86_400_000).to_string()), "future_ts"),
         (with("kind", r#""teleport""#), "unknown_kind"),
+        (with("ts", r#""0001-01-01T00:00:00Z""#), "ts_out_of_range"),
+        (with("ts", "-86400000"), "ts_out_of_range"),
     ]
 }
 
@@ -187,4 +190,139 @@ async fn invalid_messages_go_to_the_dead_letter_topic_unchanged() {
         vigil_connectors::SourceMetrics::get(&metrics.dead_lettered),
         cases.len() as u64
     );
+}
+
+/// The headers of a dead letter as text.
+fn header_map(m: &rdkafka::message::OwnedMessage) -> BTreeMap<String, String> {
+    m.headers()
+        .expect("headers")
+        .iter()
+        .map(|hd| {
+            (
+                hd.key.to_string(),
+                String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends `big` invalid messages (key, bytes, reason), each followed by 3 valid events, through a
+/// source whose dead-letter topic is created with `dlq_configs`; checks that every invalid one
+/// lands in the dead-letter topic, whole when `whole(bytes)` or else as an envelope (the first
+/// bytes, the original length and SHA-256, the provenance headers), that every valid event is
+/// delivered with no restart, and that the envelopes are counted.
+async fn large_dead_letters(
+    big: Vec<(Vec<u8>, Vec<u8>, &'static str)>,
+    dlq_configs: &[(&str, &str)],
+    whole: impl Fn(&[u8]) -> bool,
+) {
+    let b = broker();
+    let topic = unique_name("large");
+    let dlq = format!("{topic}.dlq");
+    let group = unique_name("group");
+    b.create_topic_with(&topic, 1, &[("max.message.bytes", "4194304")]);
+    b.create_topic_with(&dlq, 1, dlq_configs);
+    let mut msgs = Vec::new();
+    let mut valid_ids = Vec::new();
+    let mut i = 0;
+    for (key, bytes, _) in &big {
+        msgs.push((Some(key.clone()), bytes.clone()));
+        for _ in 0..3 {
+            let e = event(i, 20);
+            msgs.push((Some(e.account_id.clone().into_bytes()), message(i, &e)));
+            valid_ids.push(e.event_id.clone());
+            i += 1;
+        }
+    }
+    b.produce(&topic, "none", msgs);
+
+    let cfg = config(&b.bootstrap, &[&topic], &group, &dlq);
+    let (handle, mut rx) = kafka::start(cfg, 8).expect("source starts");
+    let mut got = Received::default();
+    collect_until(&mut rx, &mut got, Duration::from_secs(60), |r| {
+        r.rows.len() >= valid_ids.len()
+    })
+    .await;
+    let metrics = handle.metrics().clone();
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .expect("join")
+        .expect("the source ran to the end without an error");
+    let mut got_ids: Vec<_> = got.ids().into_iter().collect();
+    got_ids.sort();
+    valid_ids.sort();
+    assert_eq!(
+        got_ids, valid_ids,
+        "every valid event behind the large messages is delivered"
+    );
+
+    let dead = b.read_all(&dlq, big.len(), Duration::from_secs(30));
+    assert_eq!(
+        dead.len(),
+        big.len(),
+        "every large invalid message is dead-lettered once"
+    );
+    let mut envelopes = 0;
+    for m in &dead {
+        let key = m.key().expect("key kept").to_vec();
+        let (_, bytes, reason) = big.iter().find(|(k, _, _)| *k == key).expect("one of ours");
+        let headers = header_map(m);
+        assert_eq!(headers[h::REASON], *reason);
+        assert_eq!(headers[h::SOURCE_TOPIC], topic);
+        assert!(headers.contains_key(h::SOURCE_OFFSET) && headers.contains_key(h::SOURCE_PARTITION));
+        let payload = m.payload().unwrap_or_default();
+        if whole(bytes) {
+            assert_eq!(payload, bytes.as_slice(), "whole when it fits");
+            assert!(!headers.contains_key(h::TRUNCATED_FROM));
+        } else {
+            envelopes += 1;
+            assert_eq!(headers[h::TRUNCATED_FROM], bytes.len().to_string());
+            assert_eq!(headers[h::SHA256], sha256_hex(bytes));
+            assert!(payload.len() < bytes.len(), "cut: {} bytes", payload.len());
+            assert_eq!(payload, &bytes[..payload.len()], "the first bytes of the original");
+        }
+    }
+    assert!(
+        envelopes > 0,
+        "the test sends at least one message too large to go whole"
+    );
+    assert_eq!(
+        vigil_connectors::SourceMetrics::get(&metrics.dead_letters_truncated),
+        envelopes,
+        "envelopes counted"
+    );
+    assert_eq!(
+        vigil_connectors::SourceMetrics::get(&metrics.dead_lettered),
+        big.len() as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_too_large_for_the_dead_letter_topic_go_as_envelopes() {
+    // A 2 MiB message (over the source's 1 MiB limit: `too_large`), an invalid message of
+    // 1,000,500 bytes (under the source's limit, over the dead-letter producer's 1,000,000) and
+    // a small invalid one, to a dead-letter topic left at Kafka's default limit.
+    let big = vec![
+        (b"big-2mib".to_vec(), vec![b'{'; 2 << 20], "too_large"),
+        (b"big-1000500".to_vec(), vec![b'x'; 1_000_500], "not_json"),
+        (b"small".to_vec(), b"not json".to_vec(), "not_json"),
+    ];
+    large_dead_letters(big, &[], |b| b.len() < 1_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_with_a_small_limit_gets_smaller_envelopes() {
+    // The dead-letter topic takes at most 20,000 bytes, far less than the producer: the broker
+    // refuses the first attempts and the envelope is cut until it fits.
+    let big = vec![
+        (b"mid-50k".to_vec(), vec![b'y'; 50_000], "not_json"),
+        (b"big-1000500".to_vec(), vec![b'x'; 1_000_500], "not_json"),
+        (b"small".to_vec(), b"not json".to_vec(), "not_json"),
+    ];
+    large_dead_letters(big, &[("max.message.bytes", "20000")], |b| b.len() < 10_000).await;
 }

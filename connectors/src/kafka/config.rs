@@ -103,6 +103,10 @@ pub struct KafkaSourceConfig {
     pub max_message_bytes: usize,
     #[serde(default = "default_skew_ms")]
     pub max_future_skew_ms: i64,
+    /// Events before this time (epoch ms; default 0, 1970-01-01) are refused as
+    /// `ts_out_of_range`.
+    #[serde(default)]
+    pub min_ts_ms: i64,
     /// Any librdkafka property for the consumer and the dead-letter producer (e.g.
     /// `security.protocol`, `sasl.mechanism`, `ssl.ca.location`).
     #[serde(default, deserialize_with = "scalar_map")]
@@ -134,6 +138,7 @@ impl KafkaSourceConfig {
             dead_letter_timeout_ms: default_dlq_timeout_ms(),
             max_message_bytes: default_max_message_bytes(),
             max_future_skew_ms: default_skew_ms(),
+            min_ts_ms: 0,
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
@@ -156,6 +161,7 @@ impl KafkaSourceConfig {
         DecodeLimits {
             max_message_bytes: self.max_message_bytes,
             max_future_skew_ms: self.max_future_skew_ms,
+            min_ts_ms: self.min_ts_ms,
         }
     }
 
@@ -214,13 +220,28 @@ impl KafkaSourceConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", self.dead_letter_timeout_ms.to_string());
+            .set("message.timeout.ms", self.dead_letter_timeout_ms.to_string())
+            // One dead letter per record batch: a broker refusing a batch as too large then
+            // names the one record to send as a smaller envelope, not its neighbours too.
+            .set("batch.num.messages", "1");
         for (k, v) in self.properties.iter().chain(&self.producer_properties) {
             c.set(k, v);
         }
         c
     }
+
+    /// The dead-letter producer's `message.max.bytes` (librdkafka's default, 1,000,000, unless
+    /// set): a dead letter larger than this goes as an envelope.
+    pub fn dead_letter_max_record_bytes(&self) -> usize {
+        self.producer_config()
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+    }
 }
+
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,12 @@
 //! The dead-letter producer: invalid messages go, unchanged, to the dead-letter topic with
 //! headers naming where they came from and why they were refused.
+//!
+//! A message too large for the dead-letter topic (the producer's `message.max.bytes`, or the
+//! topic's `max.message.bytes` when the broker refuses it) goes as an envelope instead: the same
+//! provenance headers, `vigil.truncated.from` (the original payload's length) and `vigil.sha256`
+//! (the original payload's SHA-256, hex), with the payload cut to its first bytes (and the key
+//! to its first 1 KiB). No message is too large to be dead-lettered, so none can stop the
+//! pipeline.
 
 use std::time::Duration;
 
@@ -20,7 +27,16 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "vigil.source.offset";
     pub const REASON: &str = "vigil.reason";
     pub const DETAIL: &str = "vigil.detail";
+    /// On an envelope only: the original payload's length in bytes.
+    pub const TRUNCATED_FROM: &str = "vigil.truncated.from";
+    /// On an envelope only: the SHA-256 of the original payload, lower-case hex.
+    pub const SHA256: &str = "vigil.sha256";
 }
+
+/// Bytes of the producer's `message.max.bytes` kept for the record's framing and headers.
+const RECORD_OVERHEAD_BYTES: usize = 4096;
+/// An envelope keeps at most this much of the original key.
+const ENVELOPE_KEY_BYTES: usize = 1024;
 
 /// One refused message, owned so that it can be sent again.
 #[derive(Debug, Clone)]
@@ -33,6 +49,8 @@ pub struct DeadLetterRecord {
     pub timestamp_ms: Option<i64>,
     pub reason: &'static str,
     pub detail: String,
+    /// Set on an envelope: the original payload's length and SHA-256 (hex).
+    pub truncated_from: Option<(usize, String)>,
 }
 
 impl DeadLetterRecord {
@@ -54,13 +72,38 @@ impl DeadLetterRecord {
             timestamp_ms,
             reason: reason.code(),
             detail: reason.to_string(),
+            truncated_from: None,
+        }
+    }
+
+    /// Bytes of key and payload.
+    pub fn data_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The envelope of this record with at most `keep` bytes of the payload (a prefix of the
+    /// original; an envelope cut again keeps the original's length and hash).
+    pub fn envelope(&self, keep: usize) -> DeadLetterRecord {
+        use sha2::Digest;
+        let payload = self.payload.as_deref().unwrap_or_default();
+        let truncated_from = self.truncated_from.clone().unwrap_or_else(|| {
+            let hash = sha2::Sha256::digest(payload);
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            (payload.len(), hex)
+        });
+        let cut = |b: &Vec<u8>, n: usize| b[..b.len().min(n)].to_vec();
+        DeadLetterRecord {
+            key: self.key.as_ref().map(|k| cut(k, ENVELOPE_KEY_BYTES)),
+            payload: self.payload.as_ref().map(|p| cut(p, keep)),
+            truncated_from: Some(truncated_from),
+            ..self.clone()
         }
     }
 
     fn headers(&self) -> OwnedHeaders {
         let partition = self.source_partition.to_string();
         let offset = self.source_offset.to_string();
-        OwnedHeaders::new_with_capacity(5)
+        let headers = OwnedHeaders::new_with_capacity(7)
             .insert(Header {
                 key: headers::SOURCE_TOPIC,
                 value: Some(self.source_topic.as_str()),
@@ -80,8 +123,28 @@ impl DeadLetterRecord {
             .insert(Header {
                 key: headers::DETAIL,
                 value: Some(self.detail.as_str()),
-            })
+            });
+        match &self.truncated_from {
+            Some((len, hash)) => headers
+                .insert(Header {
+                    key: headers::TRUNCATED_FROM,
+                    value: Some(len.to_string().as_str()),
+                })
+                .insert(Header {
+                    key: headers::SHA256,
+                    value: Some(hash.as_str()),
+                }),
+            None => headers,
+        }
     }
+}
+
+/// True when `e` says the record is larger than the producer or the topic accepts.
+fn too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord)
+    )
 }
 
 /// Sends refused messages and confirms their delivery before the source commits past them.
@@ -89,7 +152,11 @@ pub struct DeadLetterWriter {
     topic: String,
     producer: FutureProducer,
     attempts: u32,
+    /// The producer's `message.max.bytes`: larger records go as envelopes.
+    max_record_bytes: usize,
     in_flight: Vec<(DeliveryFuture, DeadLetterRecord)>,
+    /// Envelopes sent so far.
+    truncated: u64,
 }
 
 impl std::fmt::Debug for DeadLetterWriter {
@@ -102,16 +169,65 @@ impl std::fmt::Debug for DeadLetterWriter {
 }
 
 impl DeadLetterWriter {
-    pub fn new(topic: String, producer: FutureProducer, attempts: u32) -> Self {
+    /// A writer to `topic`; `max_record_bytes` is the producer's `message.max.bytes`.
+    pub fn new(topic: String, producer: FutureProducer, attempts: u32, max_record_bytes: usize) -> Self {
         DeadLetterWriter {
             topic,
             producer,
             attempts,
+            max_record_bytes,
             in_flight: Vec::new(),
+            truncated: 0,
         }
     }
 
-    fn enqueue(&self, rec: &DeadLetterRecord) -> Result<DeliveryFuture, KafkaError> {
+    /// The record to send for `rec`: itself, or its envelope when it is larger than the producer
+    /// accepts.
+    fn fitting(&mut self, rec: DeadLetterRecord) -> DeadLetterRecord {
+        let room = self
+            .max_record_bytes
+            .saturating_sub(RECORD_OVERHEAD_BYTES + rec.detail.len());
+        if rec.data_bytes() <= room {
+            return rec;
+        }
+        self.truncated += 1;
+        rec.envelope(room.saturating_sub(ENVELOPE_KEY_BYTES))
+    }
+
+    /// The envelope to send after `rec` was refused as too large: a quarter of its payload, down
+    /// to none; `None` when it had none left.
+    fn smaller(&mut self, rec: &DeadLetterRecord) -> Option<DeadLetterRecord> {
+        let len = rec.payload.as_ref().map_or(0, Vec::len);
+        if len == 0 && rec.truncated_from.is_some() {
+            return None;
+        }
+        if rec.truncated_from.is_none() {
+            self.truncated += 1;
+        }
+        Some(rec.envelope(if len < 64 { 0 } else { len / 4 }))
+    }
+
+    /// Envelopes sent instead of records too large for the dead-letter topic.
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+
+    /// Queues `rec` (or, when the producer finds it too large, a smaller envelope of it).
+    fn enqueue(&mut self, rec: DeadLetterRecord) -> Result<(DeliveryFuture, DeadLetterRecord), KafkaError> {
+        let mut rec = rec;
+        loop {
+            match self.enqueue_once(&rec) {
+                Ok(fut) => return Ok((fut, rec)),
+                Err(e) if too_large(&e) => match self.smaller(&rec) {
+                    Some(smaller) => rec = smaller,
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn enqueue_once(&self, rec: &DeadLetterRecord) -> Result<DeliveryFuture, KafkaError> {
         loop {
             let mut fr = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(rec.headers());
             if let Some(k) = &rec.key {
@@ -135,8 +251,9 @@ impl DeadLetterWriter {
 
     /// Queues a refused message for delivery.
     pub fn send(&mut self, rec: DeadLetterRecord) -> Result<(), ConnectorError> {
-        let fut = self.enqueue(&rec)?;
-        self.in_flight.push((fut, rec));
+        let rec = self.fitting(rec);
+        let sent = self.enqueue(rec)?;
+        self.in_flight.push(sent);
         Ok(())
     }
 
@@ -154,9 +271,19 @@ impl DeadLetterWriter {
         while !todo.is_empty() {
             let mut failed = Vec::new();
             let mut last_error = String::new();
+            let mut resend = Vec::new();
             for (fut, rec) in todo {
                 match block_on(fut) {
                     Ok(Ok(_)) => SourceMetrics::add(&metrics.dead_lettered, 1),
+                    // The topic takes less than the producer: a smaller envelope, at once and
+                    // without using an attempt.
+                    Ok(Err((e, _))) if too_large(&e) => match self.smaller(&rec) {
+                        Some(smaller) => resend.push(smaller),
+                        None => {
+                            last_error = e.to_string();
+                            failed.push(rec);
+                        }
+                    },
                     Ok(Err((e, _))) => {
                         last_error = e.to_string();
                         failed.push(rec);
@@ -167,15 +294,23 @@ impl DeadLetterWriter {
                     }
                 }
             }
-            if failed.is_empty() {
+            SourceMetrics::set(&metrics.dead_letters_truncated, self.truncated);
+            if failed.is_empty() && resend.is_empty() {
                 break;
+            }
+            if failed.is_empty() {
+                todo = Vec::with_capacity(resend.len());
+                for rec in resend {
+                    todo.push(self.enqueue(rec)?);
+                }
+                continue;
             }
             if attempt >= self.attempts {
                 let n = failed.len();
                 // Keep them so a later call can try again; nothing is dropped.
-                for rec in failed {
-                    let fut = self.enqueue(&rec)?;
-                    self.in_flight.push((fut, rec));
+                for rec in failed.into_iter().chain(resend) {
+                    let sent = self.enqueue(rec)?;
+                    self.in_flight.push(sent);
                 }
                 return Err(ConnectorError::DeadLetter {
                     topic: self.topic.clone(),
@@ -186,10 +321,9 @@ impl DeadLetterWriter {
             std::thread::sleep(Duration::from_millis(100u64 << attempt.min(6)));
             attempt += 1;
             SourceMetrics::add(&metrics.dead_letter_retries, failed.len() as u64);
-            todo = Vec::with_capacity(failed.len());
-            for rec in failed {
-                let fut = self.enqueue(&rec)?;
-                todo.push((fut, rec));
+            todo = Vec::with_capacity(failed.len() + resend.len());
+            for rec in failed.into_iter().chain(resend) {
+                todo.push(self.enqueue(rec)?);
             }
         }
         Ok(())

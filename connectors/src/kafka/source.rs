@@ -340,7 +340,12 @@ pub fn start_owned(
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = config.producer_config().create()?;
-    let dead_letter = DeadLetterWriter::new(config.dead_letter_topic.clone(), producer, config.dead_letter_attempts);
+    let dead_letter = DeadLetterWriter::new(
+        config.dead_letter_topic.clone(),
+        producer,
+        config.dead_letter_attempts,
+        config.dead_letter_max_record_bytes(),
+    );
     let (tx, rx) = mpsc::channel(channel_capacity.max(1));
     let stop = Arc::new(AtomicBool::new(false));
     let worker = Worker {
@@ -476,8 +481,12 @@ impl Worker {
                     let timestamp_ms = msg.timestamp().to_millis();
                     match decode(payload, &limits, now_ms()) {
                         Ok(event) => {
-                            if msg.key().is_some_and(|k| k != event.account_id.as_bytes()) {
-                                SourceMetrics::add(&self.metrics.key_mismatch, 1);
+                            match msg.key() {
+                                None => SourceMetrics::add(&self.metrics.key_missing, 1),
+                                Some(k) if k != event.account_id.as_bytes() => {
+                                    SourceMetrics::add(&self.metrics.key_mismatch, 1)
+                                }
+                                Some(_) => {}
                             }
                             let meta = SourceMeta {
                                 topic: Some(&tp.0),

@@ -351,8 +351,16 @@ impl KafkaBroker {
 
     /// Creates a topic (waits for the operation to finish).
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates a topic with topic configs (e.g. `max.message.bytes`).
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let res = block_on(admin.create_topics([&topic], &opts)).expect("create_topics request");
         for r in res {
@@ -368,6 +376,8 @@ impl KafkaBroker {
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "30000")
+            // Room for the large-message tests (the topic's own limit still applies).
+            .set("message.max.bytes", "8388608")
             .create()
             .expect("producer")
     }
