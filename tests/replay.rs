@@ -694,3 +694,45 @@ fn write_replay_benchmark_file() {
     write_lines(Path::new(&path), &lines, 0);
     eprintln!("{} lines written to {}", lines.len(), Path::new(&path).display());
 }
+
+#[test]
+fn timestamps_before_1970_are_refused_and_the_named_queries_still_run() {
+    // Go's zero time and a negative epoch (common producer bugs) among valid events: both are
+    // refused as `ts_out_of_range`; every named query and `SELECT *` over the history answer.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jsonl");
+    let mut lines = vec![
+        r#"{"event_id":"zero","account_id":"acme","ts":"0001-01-01T00:00:00Z","kind":"activity"}"#.to_string(),
+        ev("neg", "acme", -86_400_000, "purchase"),
+    ];
+    for (i, kind) in ["signup", "activity", "complaint", "purchase", "cancellation"]
+        .iter()
+        .enumerate()
+    {
+        lines.push(ev(&format!("ok-{i}"), "acme", T0 + i as i64 * DAY, kind));
+    }
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), &data);
+    let out = replay_with(&file, &cfg, &data, &["--quiet"]);
+    let summary = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(summary.contains("applied=5 invalid=2 [ts_out_of_range=2]"), "{summary}");
+    for q in [
+        "SELECT * FROM events",
+        "SELECT * FROM retention_nday",
+        "SELECT * FROM retention_cohorts",
+        "SELECT * FROM annual_retention",
+        "SELECT * FROM churned_accounts",
+        "SELECT * FROM complaint_costs",
+        "SELECT * FROM acquisition_cost",
+        "SELECT * FROM customer_value",
+    ] {
+        let out = vigil(&["sql", q, "--data-dir", data.to_str().unwrap(), "--format", "csv"]);
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

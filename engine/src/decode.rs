@@ -27,6 +27,10 @@ pub struct DecodeLimits {
     pub max_message_bytes: usize,
     /// `ts` more than this far ahead of the engine clock is invalid (`future_ts`). Default 1 day.
     pub max_future_skew_ms: i64,
+    /// `ts` before this (epoch ms) is invalid (`ts_out_of_range`). Default 0, 1970-01-01: Go's
+    /// zero time (`0001-01-01T00:00:00Z`) and other producer bugs stay out, and every accepted
+    /// time fits every timestamp type a query may cast it to.
+    pub min_ts_ms: i64,
 }
 
 impl Default for DecodeLimits {
@@ -34,6 +38,7 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_message_bytes: 1 << 20,
             max_future_skew_ms: 86_400_000,
+            min_ts_ms: 0,
         }
     }
 }
@@ -265,6 +270,12 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &DecodeLimits, now_ms: i64) -> Result
             }
         })
         .transpose()?;
+    if ts_ms < limits.min_ts_ms {
+        return Err(InvalidReason::TsOutOfRange {
+            ts_ms,
+            min_ms: limits.min_ts_ms,
+        });
+    }
     if ts_ms > now_ms.saturating_add(limits.max_future_skew_ms) {
         return Err(InvalidReason::FutureTs {
             ts_ms,
@@ -496,7 +507,7 @@ mod tests {
         let big = base(&format!(r#","attrs":{{"p":"{}"}}"#, "x".repeat(500)));
         let limits = DecodeLimits {
             max_message_bytes: 400,
-            max_future_skew_ms: 86_400_000,
+            ..DecodeLimits::default()
         };
         let far_future = format!(
             r#"{{"event_id":"e","account_id":"a","ts":{},"kind":"activity"}}"#,
@@ -640,6 +651,18 @@ mod tests {
                 Some(Field::Ts),
             ),
             (far_future.into_bytes(), "future_ts", Some(Field::Ts)),
+            (
+                base("")
+                    .replace("1779000000000", "\"0001-01-01T00:00:00Z\"")
+                    .into_bytes(),
+                "ts_out_of_range",
+                Some(Field::Ts),
+            ),
+            (
+                base("").replace("1779000000000", "-1").into_bytes(),
+                "ts_out_of_range",
+                Some(Field::Ts),
+            ),
             (
                 base("").replace("purchase", "Purchase").into_bytes(),
                 "unknown_kind",

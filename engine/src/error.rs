@@ -80,11 +80,13 @@ pub enum InvalidReason {
     FutureTs { ts_ms: i64, now_ms: i64, skew_ms: i64 },
     #[error("field `kind` names an unknown kind `{kind}`")]
     UnknownKind { kind: String },
+    #[error("field `ts` ({ts_ms} ms) is before the earliest time accepted ({min_ms} ms since 1970)")]
+    TsOutOfRange { ts_ms: i64, min_ms: i64 },
 }
 
 impl InvalidReason {
     /// All reason codes, in a fixed order (for counters and docs).
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 14] = [
         "too_large",
         "not_utf8",
         "not_json",
@@ -98,6 +100,7 @@ impl InvalidReason {
         "unparseable_ts",
         "future_ts",
         "unknown_kind",
+        "ts_out_of_range",
     ];
 
     /// Index of this reason's code in [`InvalidReason::CODES`].
@@ -116,6 +119,7 @@ impl InvalidReason {
             InvalidReason::UnparseableTs { .. } => 10,
             InvalidReason::FutureTs { .. } => 11,
             InvalidReason::UnknownKind { .. } => 12,
+            InvalidReason::TsOutOfRange { .. } => 13,
         }
     }
 
@@ -133,7 +137,9 @@ impl InvalidReason {
             | InvalidReason::NegativeMoney { field, .. }
             | InvalidReason::NonFiniteMoney { field, .. } => Some(*field),
             InvalidReason::ScoreOutOfRange { .. } => Some(Field::Score),
-            InvalidReason::UnparseableTs { .. } | InvalidReason::FutureTs { .. } => Some(Field::Ts),
+            InvalidReason::UnparseableTs { .. }
+            | InvalidReason::FutureTs { .. }
+            | InvalidReason::TsOutOfRange { .. } => Some(Field::Ts),
             InvalidReason::UnknownKind { .. } => Some(Field::Kind),
             _ => None,
         }

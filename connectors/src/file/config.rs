@@ -39,6 +39,7 @@ impl FileSourceConfig {
         DecodeLimits {
             max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
             max_future_skew_ms: self.max_future_skew_ms.unwrap_or(d.max_future_skew_ms),
+            ..d
         }
     }
 }

@@ -99,8 +99,8 @@ impl Iterator for ParquetEventSource {
 }
 
 /// A batch of any Parquet schema as an event batch: the event schema's columns by name, cast
-/// to its types (missing nullable columns are null). Rows lacking a required value or naming an
-/// unknown kind are left out and counted. Fails when a required column is missing or a column
+/// to its types (missing nullable columns are null). Rows lacking a required value, naming an
+/// unknown kind or timed before 1970 are left out and counted. Fails when a required column is missing or a column
 /// cannot be cast.
 pub fn conform(batch: &RecordBatch) -> Result<(RecordBatch, RejectedCounts), String> {
     let schema = vigil_engine::schema::event_schema();
@@ -119,6 +119,9 @@ pub fn conform(batch: &RecordBatch) -> Result<(RecordBatch, RejectedCounts), Str
     let mut rejected = [0u64; InvalidReason::CODES.len()];
     let missing = InvalidReason::MissingField(vigil_engine::Field::EventId).index();
     let unknown = InvalidReason::UnknownKind { kind: String::new() }.index();
+    let early = InvalidReason::TsOutOfRange { ts_ms: 0, min_ms: 0 }.index();
+    let min_ts_ms = vigil_engine::DecodeLimits::default().min_ts_ms;
+    let ts = columns[vigil_engine::schema::TS].as_primitive::<arrow::datatypes::TimestampMillisecondType>();
     let kind = columns[vigil_engine::schema::KIND].as_dictionary::<UInt8Type>();
     let names = kind.values().as_string::<i32>();
     let known: Vec<bool> = (0..names.len())
@@ -139,6 +142,10 @@ pub fn conform(batch: &RecordBatch) -> Result<(RecordBatch, RejectedCounts), Str
             }
             if !known.get(kind.keys().value(row) as usize).copied().unwrap_or(false) {
                 rejected[unknown] += 1;
+                return Some(false);
+            }
+            if ts.value(row) < min_ts_ms {
+                rejected[early] += 1;
                 return Some(false);
             }
             Some(true)
@@ -191,23 +198,24 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                strings(&[Some("a"), Some("b"), None]),
-                strings(&[Some("x"), Some("x"), Some("x")]),
-                Arc::new(TimestampMillisecondArray::from(vec![1, 2, 3])),
-                strings(&[Some("activity"), Some("teleport"), Some("purchase")]),
+                strings(&[Some("a"), Some("b"), None, Some("d")]),
+                strings(&[Some("x"), Some("x"), Some("x"), Some("x")]),
+                Arc::new(TimestampMillisecondArray::from(vec![1, 2, 3, -86_400_000])),
+                strings(&[Some("activity"), Some("teleport"), Some("purchase"), Some("activity")]),
             ],
         )
         .expect("batch");
         let path = dir.path().join("events.parquet");
         write(&path, &batch);
         let mut src = ParquetEventSource::open(&path, 100).expect("open");
-        assert_eq!(src.total_rows(), 3);
+        assert_eq!(src.total_rows(), 4);
         let b = src.next().expect("a batch").expect("valid file");
-        assert_eq!((b.rows, b.events.num_rows()), (3, 1));
+        assert_eq!((b.rows, b.events.num_rows()), (4, 1));
         assert_eq!(b.events.schema(), vigil_engine::schema::event_schema());
         let missing = InvalidReason::MissingField(vigil_engine::Field::EventId).index();
         let unknown = InvalidReason::UnknownKind { kind: String::new() }.index();
-        assert_eq!((b.rejected[missing], b.rejected[unknown]), (1, 1));
+        let early = InvalidReason::TsOutOfRange { ts_ms: 0, min_ms: 0 }.index();
+        assert_eq!((b.rejected[missing], b.rejected[unknown], b.rejected[early]), (1, 1, 1));
         assert!(src.next().is_none());
 
         let no_ts = batch.project(&[0, 1, 3]).expect("project");
