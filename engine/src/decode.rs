@@ -223,7 +223,17 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &DecodeLimits, now_ms: i64) -> Result
             Err(e) => InvalidReason::NotJson { detail: e.to_string() },
         });
     }
-    let raw: RawEvent<'a> = serde_json::from_str(text).map_err(|e| InvalidReason::NotJson { detail: e.to_string() })?;
+    let raw: RawEvent<'a> = serde_json::from_str(text).map_err(|e| {
+        let detail = e.to_string();
+        // Valid JSON, but which of two values would be the event's? (serde's wording.)
+        match detail
+            .strip_prefix("duplicate field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(field) if e.is_data() => InvalidReason::DuplicateKey { key: field.to_string() },
+            _ => InvalidReason::NotJson { detail },
+        }
+    })?;
 
     let required = |v: Option<&'a RawValue>, f: Field| v.ok_or(InvalidReason::MissingField(f));
     let event_id = string_field(required(raw.event_id, Field::EventId)?, Field::EventId, 1, ID_MAX)?;
@@ -662,6 +672,11 @@ mod tests {
                 base("").replace("1779000000000", "-1").into_bytes(),
                 "ts_out_of_range",
                 Some(Field::Ts),
+            ),
+            (
+                br#"{"event_id":"e","account_id":"a","account_id":"b","ts":1,"kind":"activity"}"#.to_vec(),
+                "duplicate_key",
+                None,
             ),
             (
                 base("").replace("purchase", "Purchase").into_bytes(),

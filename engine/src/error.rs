@@ -82,11 +82,13 @@ pub enum InvalidReason {
     UnknownKind { kind: String },
     #[error("field `ts` ({ts_ms} ms) is before the earliest time accepted ({min_ms} ms since 1970)")]
     TsOutOfRange { ts_ms: i64, min_ms: i64 },
+    #[error("key `{key}` appears more than once in the object: which value is meant?")]
+    DuplicateKey { key: String },
 }
 
 impl InvalidReason {
     /// All reason codes, in a fixed order (for counters and docs).
-    pub const CODES: [&'static str; 14] = [
+    pub const CODES: [&'static str; 15] = [
         "too_large",
         "not_utf8",
         "not_json",
@@ -101,6 +103,7 @@ impl InvalidReason {
         "future_ts",
         "unknown_kind",
         "ts_out_of_range",
+        "duplicate_key",
     ];
 
     /// Index of this reason's code in [`InvalidReason::CODES`].
@@ -120,6 +123,7 @@ impl InvalidReason {
             InvalidReason::FutureTs { .. } => 11,
             InvalidReason::UnknownKind { .. } => 12,
             InvalidReason::TsOutOfRange { .. } => 13,
+            InvalidReason::DuplicateKey { .. } => 14,
         }
     }
 

@@ -77,6 +77,7 @@ fn invalid_cases(now_ms: i64) -> Vec<(Vec<u8>, &'static str)> {
         (with("kind", r#""teleport""#), "unknown_kind"),
         (with("ts", r#""0001-01-01T00:00:00Z""#), "ts_out_of_range"),
         (with("ts", "-86400000"), "ts_out_of_range"),
+        (ok(r#","kind":"purchase""#), "duplicate_key"),
     ]
 }
 
