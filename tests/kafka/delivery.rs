@@ -1,5 +1,6 @@
 //! 100,000 valid events over 4 partitions, keyed by account: all delivered, values exact,
-//! offsets committed after acknowledgement.
+//! offsets committed after acknowledgement. Lag counts from the consumer's position, not from
+//! the committed offsets.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,4 +57,63 @@ async fn delivers_100k_events_exactly() {
     // Every acknowledged offset was committed on stop: committed offsets add up to N.
     let committed = b.committed(&group, &topic, 4);
     assert_eq!(committed.values().sum::<i64>(), N as i64, "committed {committed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_zero_once_everything_is_read_even_before_a_commit() {
+    // Batches held unacknowledged: nothing is committed, as in `vigil run` between two
+    // checkpoints. Once every message is read, the lag of every partition turns 0 within a
+    // statistics interval (5 s); counted from the committed offsets it would stay at 2,000.
+    const N: usize = 2_000;
+    let b = broker();
+    let topic = unique_name("lag");
+    let group = unique_name("group");
+    b.create_topic(&topic, 2);
+    let msgs: Vec<_> = (0..N)
+        .map(|i| {
+            let e = event(i, 50);
+            (Some(e.account_id.clone().into_bytes()), message(i, &e))
+        })
+        .collect();
+    b.produce(&topic, "none", msgs);
+    let (handle, mut rx) =
+        kafka::start(config(&b.bootstrap, &[&topic], &group, &format!("{topic}.dlq")), 64).expect("source starts");
+    let mut held = Vec::new();
+    let mut rows = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rows < N {
+        assert!(std::time::Instant::now() < deadline, "read {rows} of {N}");
+        if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            rows += batch.batch.num_rows();
+            held.push(batch);
+        }
+    }
+    let metrics = handle.metrics().clone();
+    let lag_zero = || {
+        let lag = metrics.lag();
+        lag.len() == 2 && lag.values().all(|l| *l == 0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !lag_zero() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lag after reading everything: {:?}",
+            metrics.lag()
+        );
+        // Statistics come every 5 s; drain anything else the source sends meanwhile.
+        if let Ok(Some(batch)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            held.push(batch);
+        }
+    }
+    assert!(
+        b.committed(&group, &topic, 2).values().all(|o| *o <= 0),
+        "nothing committed yet"
+    );
+    for batch in held {
+        batch.ack.ack();
+    }
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .expect("join")
+        .expect("source ok");
 }

@@ -162,8 +162,11 @@ impl ClientContext for SourceContext {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // librdkafka reports -1 when unknown and lists a partition -1 (internal).
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                if *partition < 0 {
+                    continue;
+                }
+                if let Some(l) = position_lag(p) {
+                    lag.insert((topic.clone(), *partition), l);
                 }
             }
         }
@@ -308,6 +311,22 @@ impl Drop for KafkaSourceHandle {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Messages between the consumer's position and the partition's end: the end is the last
+/// stable offset (read_committed, librdkafka's default) or else the high watermark; the
+/// position is the offset after the last message handed to vigil (`app_offset`), or the
+/// committed offset before any was. librdkafka's own `consumer_lag` counts from the committed
+/// offset, which trails the position by up to a checkpoint interval: a caught-up pipeline would
+/// show lag. `None` when the end or the position is unknown.
+fn position_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+    let position = if p.app_offset >= 0 {
+        p.app_offset
+    } else {
+        p.committed_offset
+    };
+    (end >= 0 && position >= 0).then(|| (end - position).max(0))
 }
 
 /// Starts a Kafka source reading at-least-once from committed offsets; batches arrive on the
