@@ -119,22 +119,7 @@ async fn invalid_messages_go_to_the_dead_letter_topic_unchanged() {
     let mut cfg = config(&b.bootstrap, &[&topic], &group, &dlq);
     cfg.max_message_bytes = LIMIT;
     cfg.max_batch_rows = 16;
-    let (handle, mut rx) = kafka::start(cfg, 8).expect("source starts");
-    let mut got = Received::default();
-    collect_until(&mut rx, &mut got, Duration::from_secs(60), |r| {
-        r.rows.len() >= valid_ids.len()
-    })
-    .await;
-    let metrics = handle.metrics().clone();
-    tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .expect("join")
-        .expect("source ok");
-
-    let mut got_ids: Vec<_> = got.ids().into_iter().collect();
-    got_ids.sort();
-    valid_ids.sort();
-    assert_eq!(got_ids, valid_ids, "every valid message is delivered");
+    let metrics = read_valid(cfg, valid_ids).await;
 
     let dead = b.read_all(&dlq, cases.len(), Duration::from_secs(30));
     assert_eq!(
@@ -151,17 +136,7 @@ async fn invalid_messages_go_to_the_dead_letter_topic_unchanged() {
         let key = m.key().expect("key kept").to_vec();
         let (reason, bytes) = expected_invalid.get(&key).expect("only invalid messages");
         assert_eq!(m.payload().unwrap_or_default(), bytes.as_slice(), "original bytes");
-        let headers: BTreeMap<String, String> = m
-            .headers()
-            .expect("headers")
-            .iter()
-            .map(|hd| {
-                (
-                    hd.key.to_string(),
-                    String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_map(m);
         assert_eq!(
             headers[h::REASON],
             *reason,
@@ -191,6 +166,30 @@ async fn invalid_messages_go_to_the_dead_letter_topic_unchanged() {
         vigil_connectors::SourceMetrics::get(&metrics.dead_lettered),
         cases.len() as u64
     );
+}
+
+/// Runs a source with `cfg` until the events `valid_ids` are delivered, stops it (which must end
+/// without an error: no message stopped it) and checks that exactly those were delivered.
+async fn read_valid(
+    cfg: vigil_connectors::kafka::KafkaSourceConfig,
+    mut valid_ids: Vec<String>,
+) -> std::sync::Arc<vigil_connectors::SourceMetrics> {
+    let (handle, mut rx) = kafka::start(cfg, 8).expect("source starts");
+    let mut got = Received::default();
+    collect_until(&mut rx, &mut got, Duration::from_secs(60), |r| {
+        r.rows.len() >= valid_ids.len()
+    })
+    .await;
+    let metrics = handle.metrics().clone();
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .expect("join")
+        .expect("the source ran to the end without an error");
+    let mut got_ids: Vec<_> = got.ids().into_iter().collect();
+    got_ids.sort();
+    valid_ids.sort();
+    assert_eq!(got_ids, valid_ids, "every valid message is delivered");
+    metrics
 }
 
 /// The headers of a dead letter as text.
@@ -242,25 +241,7 @@ async fn large_dead_letters(
     }
     b.produce(&topic, "none", msgs);
 
-    let cfg = config(&b.bootstrap, &[&topic], &group, &dlq);
-    let (handle, mut rx) = kafka::start(cfg, 8).expect("source starts");
-    let mut got = Received::default();
-    collect_until(&mut rx, &mut got, Duration::from_secs(60), |r| {
-        r.rows.len() >= valid_ids.len()
-    })
-    .await;
-    let metrics = handle.metrics().clone();
-    tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .expect("join")
-        .expect("the source ran to the end without an error");
-    let mut got_ids: Vec<_> = got.ids().into_iter().collect();
-    got_ids.sort();
-    valid_ids.sort();
-    assert_eq!(
-        got_ids, valid_ids,
-        "every valid event behind the large messages is delivered"
-    );
+    let metrics = read_valid(config(&b.bootstrap, &[&topic], &group, &dlq), valid_ids).await;
 
     let dead = b.read_all(&dlq, big.len(), Duration::from_secs(30));
     assert_eq!(
