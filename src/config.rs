@@ -174,6 +174,14 @@ pub struct HttpConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz`; empty string: off.
     #[serde(default = "default_http_listen")]
     pub listen: String,
+    /// `/healthz` turns 503 once the process, having held partitions, holds none for this long,
+    /// or has read nothing for this long while behind.
+    #[serde(default = "default_stall_after_ms")]
+    pub stall_after_ms: u64,
+}
+
+fn default_stall_after_ms() -> u64 {
+    30_000
 }
 
 fn default_http_listen() -> String {
@@ -184,6 +192,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            stall_after_ms: default_stall_after_ms(),
         }
     }
 }

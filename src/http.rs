@@ -1,6 +1,7 @@
 //! The operations HTTP endpoint: `GET /metrics` (Prometheus, OpenMetrics text), `GET /healthz`
-//! (liveness: 200 unless the run has failed) and `GET /readyz` (readiness: 200 once the pipeline
-//! is ready to serve, 503 before and after a failure).
+//! (200 `{"status":"ok"}`; 503 with a JSON `status` and `reason` when the run has failed or its
+//! source is stalled) and `GET /readyz` (200 while partitions are assigned and restored, 503
+//! otherwise).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,8 @@ use vigil_runtime::metrics::{CONTENT_TYPE, RunMetrics};
 pub struct Health {
     ready: AtomicBool,
     failed: Mutex<Option<String>>,
+    /// Why the source is stalled now (clears when it recovers).
+    stalled: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -41,6 +44,21 @@ impl Health {
     }
 
     /// Whether `set_ready(true)` was called last (a failure does not change it).
+    /// Sets or clears the reason the source is stalled.
+    pub fn set_stalled(&self, why: Option<String>) {
+        *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why the pipeline is unhealthy now: `("failed", reason)` for good, `("stalled", reason)`
+    /// until it recovers.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if let Some(f) = self.failure() {
+            return Some(("failed", f));
+        }
+        let stalled = self.stalled.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        stalled.map(|s| ("stalled", s))
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -61,22 +79,34 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.metrics.encode()).into_response()
 }
 
+/// A JSON status body.
+fn status(code: StatusCode, status: &str, reason: Option<&str>) -> Response {
+    let body = match reason {
+        Some(r) => serde_json::json!({ "status": status, "reason": r }),
+        None => serde_json::json!({ "status": status }),
+    };
+    (code, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+}
+
 async fn healthz(State(s): State<AppState>) -> Response {
-    match s.health.failure() {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some(msg) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {msg}\n")).into_response(),
+    match s.health.problem() {
+        None => status(StatusCode::OK, "ok", None),
+        Some((kind, why)) => status(StatusCode::SERVICE_UNAVAILABLE, kind, Some(&why)),
     }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    match s.health.failure() {
-        Some(msg) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {msg}\n")).into_response(),
-        None if s.health.is_ready() => (StatusCode::OK, "ready\n").into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+    match s.health.problem() {
+        Some((kind, why)) => status(StatusCode::SERVICE_UNAVAILABLE, kind, Some(&why)),
+        None if s.health.is_ready() => status(StatusCode::OK, "ready", None),
+        None => status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            Some("no partition assigned and restored now"),
+        ),
     }
 }
 
-/// The endpoint's routes.
 pub fn router(metrics: Arc<RunMetrics>, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))

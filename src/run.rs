@@ -5,7 +5,7 @@
 //! in the outbox for the next start), exit 0.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -75,19 +75,23 @@ async fn forward_rule_alerts(
     }
 }
 
-/// Every second: consumer lag and hook delivery counts into the metrics; ready once the
-/// source holds an assignment (its partitions restored) and while it runs.
+/// Every second: consumer lag and hook delivery counts into the metrics; ready while the source
+/// holds partitions (restored) and runs; stalled (`/healthz` 503) once, having held partitions,
+/// it holds none for `stall_after`, or has read nothing for `stall_after` while behind.
 async fn observe(
     source: Arc<vigil_connectors::SourceMetrics>,
     hooks: Option<Arc<HookDispatcher>>,
     metrics: Arc<RunMetrics>,
     health: Arc<Health>,
+    stall_after: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let (mut delivered, mut failed) = (0u64, 0u64);
+    let mut stall = StallWatch::default();
     loop {
-        for ((topic, partition), lag) in source.lag() {
-            metrics.set_lag(&topic, partition, lag);
+        let lag = source.lag();
+        for ((topic, partition), lag) in &lag {
+            metrics.set_lag(topic, *partition, *lag);
         }
         if let Some(d) = &hooks {
             let stats = d.stats();
@@ -97,11 +101,53 @@ async fn observe(
             metrics.alerts_failed(now_failed.saturating_sub(failed));
             (delivered, failed) = (now_delivered.max(delivered), now_failed.max(failed));
         }
-        let assigned = vigil_connectors::SourceMetrics::get(&source.rebalances) > 0;
-        health.set_ready(assigned && !*stop.borrow());
+        let get = vigil_connectors::SourceMetrics::get;
+        let assigned = get(&source.assigned);
+        health.set_ready(assigned > 0 && !*stop.borrow());
+        let behind: i64 = lag.values().sum();
+        health.set_stalled(stall.check(Instant::now(), assigned, get(&source.messages), behind, stall_after));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Whether the source is stalled: it held partitions and has held none for the bound, or has
+/// read nothing for the bound while behind.
+#[derive(Debug, Default)]
+struct StallWatch {
+    held: bool,
+    unassigned_since: Option<Instant>,
+    messages: u64,
+    progress_at: Option<Instant>,
+}
+
+impl StallWatch {
+    /// The reason the source is stalled at `now`, if it is.
+    fn check(&mut self, now: Instant, assigned: u64, messages: u64, behind: i64, bound: Duration) -> Option<String> {
+        if assigned > 0 {
+            self.held = true;
+            self.unassigned_since = None;
+        } else if self.held && self.unassigned_since.is_none() {
+            self.unassigned_since = Some(now);
+        }
+        if messages != self.messages || self.progress_at.is_none() || behind <= 0 {
+            self.messages = messages;
+            self.progress_at = Some(now);
+        }
+        if let Some(since) = self.unassigned_since.filter(|s| now.duration_since(*s) >= bound) {
+            return Some(format!(
+                "no partition assigned for {} s (is the broker or the group coordinator reachable?)",
+                now.duration_since(since).as_secs()
+            ));
+        }
+        match self.progress_at {
+            Some(at) if behind > 0 && now.duration_since(at) >= bound => Some(format!(
+                "nothing read for {} s while {behind} messages behind",
+                now.duration_since(at).as_secs()
+            )),
+            _ => None,
         }
     }
 }
@@ -256,6 +302,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         dispatcher.clone(),
         metrics.clone(),
         health.clone(),
+        Duration::from_millis(cfg.http.stall_after_ms),
         stop_rx.clone(),
     )));
     tracing::info!(topics = ?cfg.source.topics, group = %cfg.source.group_id, checkpoints = %cfg.checkpoint_dir().display(), "vigil run: consuming");
@@ -315,4 +362,34 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tracing::info!(?stats, "vigil run: stopped cleanly");
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_after_the_bound_without_partitions_or_progress_and_back_on_recovery() {
+        let bound = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = StallWatch::default();
+        // Never held a partition (another process has them all): not stalled.
+        assert_eq!(w.check(at(0), 0, 0, 0, bound), None);
+        assert_eq!(w.check(at(100), 0, 0, 0, bound), None);
+        // Held, then lost for 29 s: fine; at 30 s: stalled; assigned again: fine.
+        assert_eq!(w.check(at(101), 4, 10, 0, bound), None);
+        assert_eq!(w.check(at(102), 0, 10, 0, bound), None);
+        assert_eq!(w.check(at(131), 0, 10, 0, bound), None);
+        let why = w.check(at(132), 0, 10, 0, bound).expect("stalled");
+        assert!(why.contains("no partition assigned for 30 s"), "{why}");
+        assert_eq!(w.check(at(133), 4, 10, 0, bound), None);
+        // Assigned and behind, reading nothing: stalled after the bound; reading again: fine.
+        assert_eq!(w.check(at(140), 4, 10, 500, bound), None);
+        let why = w.check(at(164), 4, 10, 500, bound).expect("stalled");
+        assert!(why.contains("while 500 messages behind"), "{why}");
+        assert_eq!(w.check(at(165), 4, 11, 499, bound), None);
+        // Caught up and idle for long: not stalled.
+        assert_eq!(w.check(at(500), 4, 11, 0, bound), None);
+    }
 }

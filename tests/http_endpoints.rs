@@ -51,9 +51,15 @@ async fn metrics_health_and_readiness_over_http() {
 
     // Before anything happened: not ready, alive, every reason at 0, no checkpoint yet.
     let (status, _, body) = get(&client, format!("{base}/readyz")).await;
-    assert_eq!((status, body.as_str()), (503, "not ready\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            503,
+            "{\"reason\":\"no partition assigned and restored now\",\"status\":\"not_ready\"}\n"
+        )
+    );
     let (status, _, body) = get(&client, format!("{base}/healthz")).await;
-    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}\n"));
     let (_, _, body) = get(&client, format!("{base}/metrics")).await;
     assert_eq!(
         series(&body, "vigil_events_dead_lettered_total{reason=\"unknown_kind\"}"),
@@ -147,11 +153,29 @@ async fn metrics_health_and_readiness_over_http() {
     // Ready, then failed: both endpoints report the failure.
     health.set_ready(true);
     let (status, _, body) = get(&client, format!("{base}/readyz")).await;
-    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ready\"}\n"));
+    // Stalled (no partitions for a while): 503 with the reason, and back once it clears.
+    health.set_stalled(Some("no partition assigned for 31 s".into()));
+    for path in ["healthz", "readyz"] {
+        let (status, _, body) = get(&client, format!("{base}/{path}")).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                503,
+                "{\"reason\":\"no partition assigned for 31 s\",\"status\":\"stalled\"}\n"
+            )
+        );
+    }
+    health.set_stalled(None);
+    let (status, _, _) = get(&client, format!("{base}/healthz")).await;
+    assert_eq!(status, 200);
     health.set_failed("scoring core lock poisoned");
     let (status, _, body) = get(&client, format!("{base}/healthz")).await;
     assert_eq!(status, 503);
-    assert_eq!(body, "failed: scoring core lock poisoned\n");
+    assert_eq!(
+        body,
+        "{\"reason\":\"scoring core lock poisoned\",\"status\":\"failed\"}\n"
+    );
     let (status, _, _) = get(&client, format!("{base}/readyz")).await;
     assert_eq!(status, 503);
     let (status, _, _) = get(&client, format!("{base}/nope")).await;

@@ -26,6 +26,8 @@ pub struct SourceMetrics {
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
     pub rebalances: AtomicU64,
+    /// Partitions assigned to the consumer now (set after each rebalance callback).
+    pub assigned: AtomicU64,
     pub consume_errors: AtomicU64,
     /// Consumer lag per assigned (topic, partition), from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,

@@ -1,14 +1,15 @@
 //! A broker outage mid-stream: the broker is stopped for 30 s while events keep being produced
-//! (the producer buffers them) and `vigil run` keeps running; after the broker is back, vigil
-//! recovers by itself, loses nothing and counts nothing twice: its final state equals a run
-//! over the same stream without an outage.
+//! (the producer buffers them) and `vigil run` keeps running; `/healthz` turns 503 (stalled)
+//! during the outage and 200 again after it; after the broker is back, vigil recovers by
+//! itself, loses nothing and counts nothing twice: its final state equals a run over the same
+//! stream without an outage.
 
 use std::time::Duration;
 
 use vigil_testkit::{RestartableBroker, unique_name};
 
 use crate::vigil_proc::{
-    DumpLogOnPanic, RunSpec, bad_among, health_csv, message, progress, terminate, wait_for_messages,
+    DumpLogOnPanic, RunSpec, bad_among, health_csv, message, progress, terminate, wait_for_http, wait_for_messages,
 };
 
 #[test]
@@ -35,7 +36,13 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     // outage is what this test is about.
     let log = dir.path().join("outage.log");
     let _dump = DumpLogOnPanic(log.clone());
-    let mut child = spec.start_logged(&log);
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    // Stalled after 3 s without partitions: librdkafka drops them a few seconds (the session
+    // timeout, 6 s) after the broker goes.
+    let mut child = spec.start_logged_with_http(&log, http_port, 3_000);
     wait_for_messages(
         &spec.checkpoint_dir,
         half as u64 / 2,
@@ -43,9 +50,14 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
         &mut child,
     );
 
-    // The broker goes away mid-stream for 30 s; vigil keeps running.
+    wait_for_http(http_port, "/readyz", "HTTP/1.1 200", Duration::from_secs(30));
+    // The broker goes away mid-stream for 30 s; vigil keeps running and says it is stalled.
+    let outage = std::time::Instant::now();
     broker.stop();
-    std::thread::sleep(Duration::from_secs(30));
+    let red = wait_for_http(http_port, "/healthz", "HTTP/1.1 503", Duration::from_secs(25));
+    assert!(red.contains("\"status\":\"stalled\""), "{red}");
+    eprintln!("/healthz 503 after {:.1} s of outage", outage.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed()));
     assert!(
         child.try_wait().expect("try_wait").is_none(),
         "vigil run must ride through a broker outage"
@@ -53,6 +65,7 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     broker.start().unwrap_or_else(|e| panic!("broker restart: {e}"));
     b.produce(&topic, "lz4", (half..N).map(|i| message(i, ACCOUNTS)));
     wait_for_messages(&spec.checkpoint_dir, N as u64, Duration::from_secs(180), &mut child);
+    wait_for_http(http_port, "/healthz", "HTTP/1.1 200", Duration::from_secs(30));
     terminate(child);
 
     let p = progress(&spec.checkpoint_dir);

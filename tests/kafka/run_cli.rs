@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vigil_engine::{Event, EventKind};
 use vigil_testkit::{broker, unique_name};
 
+use crate::vigil_proc::http_get;
+
 #[test]
 fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
     const N: usize = 3_000;
@@ -141,15 +143,4 @@ fn run_consumes_alerts_and_stops_cleanly_on_sigterm() {
         .collect();
     assert_eq!(quiet.len(), 1, "one quiet alert for the silent key account: {alerts:?}");
     assert_eq!(b.committed(&group, &topic, 4).values().sum::<i64>(), N as i64);
-}
-
-/// A plain HTTP/1.1 GET on loopback; the whole response (status line, headers, body).
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
 }

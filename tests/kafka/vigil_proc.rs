@@ -29,17 +29,25 @@ impl RunSpec {
 
     /// [`RunSpec::start`] with the consumer group's state machine and the broker connections
     /// logged (librdkafka's `cgrp` and `broker` debug contexts), and stderr written to `log`
-    /// instead of the test's output; a [`DumpLogOnPanic`] guard prints its end when the test
-    /// fails.
-    pub fn start_logged(&self, log: &Path) -> Child {
-        let file = std::fs::File::create(log).expect("log file");
-        self.command()
-            .env("VIGIL_SOURCE__CONSUMER_PROPERTIES__DEBUG", "cgrp,broker")
-            .env("NO_COLOR", "1")
-            .env("VIGIL_LOG", "info,librdkafka=debug,vigil_connectors=debug,vigil=debug")
-            .stderr(file)
+    /// instead of the test's output (a [`DumpLogOnPanic`] guard prints its end when the test
+    /// fails), and `/healthz` on `127.0.0.1:http_port`, stalled after `stall_after_ms` without
+    /// partitions or progress.
+    pub fn start_logged_with_http(&self, log: &Path, http_port: u16, stall_after_ms: u64) -> Child {
+        self.logged(log)
+            .env("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("VIGIL_HTTP__STALL_AFTER_MS", stall_after_ms.to_string())
             .spawn()
             .expect("vigil run starts")
+    }
+
+    fn logged(&self, log: &Path) -> Command {
+        let file = std::fs::File::create(log).expect("log file");
+        let mut cmd = self.command();
+        cmd.env("VIGIL_SOURCE__CONSUMER_PROPERTIES__DEBUG", "cgrp,broker")
+            .env("NO_COLOR", "1")
+            .env("VIGIL_LOG", "info,librdkafka=debug,vigil_connectors=debug,vigil=debug")
+            .stderr(file);
+        cmd
     }
 
     fn command(&self) -> Command {
@@ -208,4 +216,32 @@ pub fn message(i: usize, accounts: usize) -> (Option<Vec<u8>>, Vec<u8>) {
 /// Number of undecodable messages among the first `n`.
 pub fn bad_among(n: usize) -> u64 {
     (0..n).filter(|i| i.is_multiple_of(997)).count() as u64
+}
+
+/// `GET path` on `127.0.0.1:port`: the raw response (status line, headers, body).
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// Polls `GET path` every 200 ms until its response starts with `status_line` (e.g.
+/// `HTTP/1.1 503`); returns that response, or panics with the last one after `limit`.
+pub fn wait_for_http(port: u16, path: &str, status_line: &str, limit: Duration) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let r = http_get(port, path);
+        if r.starts_with(status_line) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never answered {status_line}: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -205,6 +205,7 @@ impl SourceContext {
         if let Err(e) = result {
             tracing::error!(error = %e, "assigning partitions failed");
         }
+        self.count_assigned(consumer);
         SourceMetrics::add(&self.metrics.rebalances, 1);
     }
 
@@ -241,7 +242,13 @@ impl SourceContext {
         if let Err(e) = result {
             tracing::warn!(error = %e, "unassigning partitions failed");
         }
+        self.count_assigned(consumer);
         SourceMetrics::add(&self.metrics.rebalances, 1);
+    }
+
+    fn count_assigned(&self, consumer: &BaseConsumer<Self>) {
+        let n = consumer.assignment().map_or(0, |a| a.count());
+        SourceMetrics::set(&self.metrics.assigned, n as u64);
     }
 }
 
