@@ -88,6 +88,11 @@ impl OffsetTracker {
         }
     }
 
+    /// Partitions assigned now.
+    pub fn assigned_count(&self) -> usize {
+        self.lock().assigned.len()
+    }
+
     /// The epoch a partition is currently assigned under.
     pub fn epoch(&self, tp: &TopicPartition) -> Option<u64> {
         self.lock().assigned.get(tp).copied()

@@ -205,7 +205,7 @@ impl SourceContext {
         if let Err(e) = result {
             tracing::error!(error = %e, "assigning partitions failed");
         }
-        self.count_assigned(consumer);
+        self.count_assigned();
         SourceMetrics::add(&self.metrics.rebalances, 1);
     }
 
@@ -242,13 +242,14 @@ impl SourceContext {
         if let Err(e) = result {
             tracing::warn!(error = %e, "unassigning partitions failed");
         }
-        self.count_assigned(consumer);
+        self.count_assigned();
         SourceMetrics::add(&self.metrics.rebalances, 1);
     }
 
-    fn count_assigned(&self, consumer: &BaseConsumer<Self>) {
-        let n = consumer.assignment().map_or(0, |a| a.count());
-        SourceMetrics::set(&self.metrics.assigned, n as u64);
+    /// The `assigned` gauge, from the tracker: no call into librdkafka from its own callback
+    /// (asking the consumer for its assignment here can wait on the group thread at close).
+    fn count_assigned(&self) {
+        SourceMetrics::set(&self.metrics.assigned, self.tracker.assigned_count() as u64);
     }
 }
 
