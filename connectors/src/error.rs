@@ -8,6 +8,14 @@ pub enum ConnectorError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("kafka configuration: {0}")]
     Config(String),
+    #[error(
+        "no Kafka broker of `{brokers}` answered within {waited_ms} ms ({detail}): check [source] brokers, the network and the listeners"
+    )]
+    Unreachable {
+        brokers: String,
+        waited_ms: u64,
+        detail: String,
+    },
     #[error("dead-letter topic `{topic}`: delivery failed after {attempts} attempts: {detail}")]
     DeadLetter {
         topic: String,

@@ -36,6 +36,9 @@ fn default_dlq_attempts() -> u32 {
 fn default_dlq_timeout_ms() -> u64 {
     30_000
 }
+fn default_startup_timeout_ms() -> u64 {
+    60_000
+}
 fn default_max_message_bytes() -> usize {
     DecodeLimits::default().max_message_bytes
 }
@@ -103,6 +106,10 @@ pub struct KafkaSourceConfig {
     pub max_message_bytes: usize,
     #[serde(default = "default_skew_ms")]
     pub max_future_skew_ms: i64,
+    /// How long the source waits at start for any broker to answer before it fails with
+    /// [`ConnectorError::Unreachable`] (a wrong address or port would otherwise wait forever).
+    #[serde(default = "default_startup_timeout_ms")]
+    pub startup_timeout_ms: u64,
     /// Events before this time (epoch ms; default 0, 1970-01-01) are refused as
     /// `ts_out_of_range`.
     #[serde(default)]
@@ -139,6 +146,7 @@ impl KafkaSourceConfig {
             max_message_bytes: default_max_message_bytes(),
             max_future_skew_ms: default_skew_ms(),
             min_ts_ms: 0,
+            startup_timeout_ms: default_startup_timeout_ms(),
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),

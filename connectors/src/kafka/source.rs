@@ -364,6 +364,14 @@ pub fn start_owned(
         failed: std::sync::Mutex::new(None),
     };
     let consumer: BaseConsumer<SourceContext> = config.consumer_config().create_with_context(ctx)?;
+    // Fail early, in one line, when no broker answers.
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_millis(config.startup_timeout_ms)) {
+        return Err(ConnectorError::Unreachable {
+            brokers: config.brokers.clone(),
+            waited_ms: config.startup_timeout_ms,
+            detail: e.to_string(),
+        });
+    }
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = config.producer_config().create()?;
