@@ -43,7 +43,6 @@ impl Health {
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.into());
     }
 
-    /// Whether `set_ready(true)` was called last (a failure does not change it).
     /// Sets or clears the reason the source is stalled.
     pub fn set_stalled(&self, why: Option<String>) {
         *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = why;
@@ -59,6 +58,7 @@ impl Health {
         stalled.map(|s| ("stalled", s))
     }
 
+    /// Whether `set_ready(true)` was called last (a failure does not change it).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -107,6 +107,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// The endpoint's routes.
 pub fn router(metrics: Arc<RunMetrics>, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))

@@ -287,12 +287,9 @@ impl PartitionActor {
             if t >= next_step {
                 self.apply_run(batch, start, row, &mut total)?;
                 start = row;
-                let step = t - t.rem_euclid(step_ms);
-                total.alerts.extend(self.core.advance_clock(step));
-                now = Some(t);
-            } else {
-                now = Some(n.max(t));
+                total.alerts.extend(self.core.advance_clock(t - t.rem_euclid(step_ms)));
             }
+            now = Some(n.max(t));
         }
         self.apply_run(batch, start, batch.num_rows(), &mut total)?;
         Ok(total)

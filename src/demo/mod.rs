@@ -7,8 +7,8 @@
 //! however loaded the machine: the partitions' clocks step with event time
 //! ([`Clock::EventSteps`], alerts evaluated at each simulated hour); the traffic waits at each
 //! simulated midnight until the pipeline has applied everything before it, then the day's
-//! alerts are printed in time order and, every two simulated weeks, the models are refitted on the
-//! history before that day, so each partition takes them between the same two events.
+//! alerts are printed in time order and, every two simulated weeks, the models are refitted on
+//! the history before that day, so each partition takes them between the same two events.
 
 pub mod generator;
 pub mod view;
@@ -132,8 +132,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         scoring_config(),
     );
 
-    // Event time runs `speed` times faster than wall time; the traffic waits at each weekly
-    // fit.
+    // Event time runs `speed` times faster than wall time; the traffic waits at each simulated
+    // midnight (and for the fits every `FIT_EVERY_DAYS`).
     let sim_now = Arc::new(AtomicI64::new(start_ms));
     let stop = Arc::new(AtomicBool::new(false));
     let applied = Arc::new(AtomicU64::new(0));

@@ -100,8 +100,8 @@ impl Iterator for ParquetEventSource {
 
 /// A batch of any Parquet schema as an event batch: the event schema's columns by name, cast
 /// to its types (missing nullable columns are null). Rows lacking a required value, naming an
-/// unknown kind or timed before 1970 are left out and counted. Fails when a required column is missing or a column
-/// cannot be cast.
+/// unknown kind or timed before 1970 are left out and counted. Fails when a required column is
+/// missing or a column cannot be cast.
 pub fn conform(batch: &RecordBatch) -> Result<(RecordBatch, RejectedCounts), String> {
     let schema = vigil_engine::schema::event_schema();
     let n = batch.num_rows();

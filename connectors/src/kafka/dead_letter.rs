@@ -8,6 +8,7 @@
 //! to its first 1 KiB). No message is too large to be dead-lettered, so none can stop the
 //! pipeline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
@@ -155,8 +156,8 @@ pub struct DeadLetterWriter {
     /// The producer's `message.max.bytes`: larger records go as envelopes.
     max_record_bytes: usize,
     in_flight: Vec<(DeliveryFuture, DeadLetterRecord)>,
-    /// Envelopes sent so far.
-    truncated: u64,
+    /// The source's counters: dead letters confirmed, retried, sent as envelopes.
+    metrics: Arc<SourceMetrics>,
 }
 
 impl std::fmt::Debug for DeadLetterWriter {
@@ -169,51 +170,53 @@ impl std::fmt::Debug for DeadLetterWriter {
 }
 
 impl DeadLetterWriter {
-    /// A writer to `topic`; `max_record_bytes` is the producer's `message.max.bytes`.
-    pub fn new(topic: String, producer: FutureProducer, attempts: u32, max_record_bytes: usize) -> Self {
+    /// A writer to `topic`; `max_record_bytes` is the producer's `message.max.bytes`; counts go
+    /// to `metrics`.
+    pub fn new(
+        topic: String,
+        producer: FutureProducer,
+        attempts: u32,
+        max_record_bytes: usize,
+        metrics: Arc<SourceMetrics>,
+    ) -> Self {
         DeadLetterWriter {
             topic,
             producer,
             attempts,
             max_record_bytes,
             in_flight: Vec::new(),
-            truncated: 0,
+            metrics,
         }
     }
 
     /// The record to send for `rec`: itself, or its envelope when it is larger than the producer
     /// accepts.
-    fn fitting(&mut self, rec: DeadLetterRecord) -> DeadLetterRecord {
+    fn fitting(&self, rec: DeadLetterRecord) -> DeadLetterRecord {
         let room = self
             .max_record_bytes
             .saturating_sub(RECORD_OVERHEAD_BYTES + rec.detail.len());
         if rec.data_bytes() <= room {
             return rec;
         }
-        self.truncated += 1;
+        SourceMetrics::add(&self.metrics.dead_letters_truncated, 1);
         rec.envelope(room.saturating_sub(ENVELOPE_KEY_BYTES))
     }
 
     /// The envelope to send after `rec` was refused as too large: a quarter of its payload, down
     /// to none; `None` when it had none left.
-    fn smaller(&mut self, rec: &DeadLetterRecord) -> Option<DeadLetterRecord> {
+    fn smaller(&self, rec: &DeadLetterRecord) -> Option<DeadLetterRecord> {
         let len = rec.payload.as_ref().map_or(0, Vec::len);
         if len == 0 && rec.truncated_from.is_some() {
             return None;
         }
         if rec.truncated_from.is_none() {
-            self.truncated += 1;
+            SourceMetrics::add(&self.metrics.dead_letters_truncated, 1);
         }
         Some(rec.envelope(if len < 64 { 0 } else { len / 4 }))
     }
 
-    /// Envelopes sent instead of records too large for the dead-letter topic.
-    pub fn truncated(&self) -> u64 {
-        self.truncated
-    }
-
     /// Queues `rec` (or, when the producer finds it too large, a smaller envelope of it).
-    fn enqueue(&mut self, rec: DeadLetterRecord) -> Result<(DeliveryFuture, DeadLetterRecord), KafkaError> {
+    fn enqueue(&self, rec: DeadLetterRecord) -> Result<(DeliveryFuture, DeadLetterRecord), KafkaError> {
         let mut rec = rec;
         loop {
             match self.enqueue_once(&rec) {
@@ -265,7 +268,7 @@ impl DeadLetterWriter {
     /// Waits until every queued message is confirmed by the broker, sending failed ones again
     /// (bounded by the configured attempts, with backoff). Each send is bounded by the
     /// producer's `message.timeout.ms`.
-    pub fn confirm_all(&mut self, metrics: &SourceMetrics) -> Result<(), ConnectorError> {
+    pub fn confirm_all(&mut self) -> Result<(), ConnectorError> {
         let mut attempt = 1;
         let mut todo = std::mem::take(&mut self.in_flight);
         while !todo.is_empty() {
@@ -274,7 +277,7 @@ impl DeadLetterWriter {
             let mut resend = Vec::new();
             for (fut, rec) in todo {
                 match block_on(fut) {
-                    Ok(Ok(_)) => SourceMetrics::add(&metrics.dead_lettered, 1),
+                    Ok(Ok(_)) => SourceMetrics::add(&self.metrics.dead_lettered, 1),
                     // The topic takes less than the producer: a smaller envelope, at once and
                     // without using an attempt.
                     Ok(Err((e, _))) if too_large(&e) => match self.smaller(&rec) {
@@ -294,21 +297,20 @@ impl DeadLetterWriter {
                     }
                 }
             }
-            SourceMetrics::set(&metrics.dead_letters_truncated, self.truncated);
-            if failed.is_empty() && resend.is_empty() {
-                break;
+            // The smaller envelopes go at once; the failures after a backoff.
+            let mut next = Vec::with_capacity(failed.len() + resend.len());
+            for rec in resend {
+                next.push(self.enqueue(rec)?);
             }
             if failed.is_empty() {
-                todo = Vec::with_capacity(resend.len());
-                for rec in resend {
-                    todo.push(self.enqueue(rec)?);
-                }
+                todo = next;
                 continue;
             }
             if attempt >= self.attempts {
                 let n = failed.len();
                 // Keep them so a later call can try again; nothing is dropped.
-                for rec in failed.into_iter().chain(resend) {
+                self.in_flight.extend(next);
+                for rec in failed {
                     let sent = self.enqueue(rec)?;
                     self.in_flight.push(sent);
                 }
@@ -320,11 +322,11 @@ impl DeadLetterWriter {
             }
             std::thread::sleep(Duration::from_millis(100u64 << attempt.min(6)));
             attempt += 1;
-            SourceMetrics::add(&metrics.dead_letter_retries, failed.len() as u64);
-            todo = Vec::with_capacity(failed.len() + resend.len());
-            for rec in failed.into_iter().chain(resend) {
-                todo.push(self.enqueue(rec)?);
+            SourceMetrics::add(&self.metrics.dead_letter_retries, failed.len() as u64);
+            for rec in failed {
+                next.push(self.enqueue(rec)?);
             }
+            todo = next;
         }
         Ok(())
     }

@@ -380,6 +380,7 @@ pub fn start_owned(
         producer,
         config.dead_letter_attempts,
         config.dead_letter_max_record_bytes(),
+        metrics.clone(),
     );
     let (tx, rx) = mpsc::channel(channel_capacity.max(1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -646,7 +647,7 @@ impl Worker {
         // before it (full, or at the linger) is not caught up; the event then comes as a marker.
         let caught_up = open.at_end;
         // Dead letters must be durable before the source may commit past them.
-        self.dead_letter.confirm_all(&self.metrics)?;
+        self.dead_letter.confirm_all()?;
         let batch = open.builder.finish();
         let ack = self.tracker.register(vec![(
             tp.clone(),

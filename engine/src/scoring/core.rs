@@ -885,13 +885,9 @@ impl ScoringCore {
         // The churn decision in play: the risk's parts and the thresholds `(raise, clear)`; none
         // without a threshold or for a cancelled account (then no churn-risk alert to decide,
         // and an episode in course ends).
-        let in_play = match alert_thresholds(&self.st.population, cfg) {
-            // A cancelled account is lost, not at risk: the cancellation is the news, and
-            // churn-risk alerts are for the accounts still to be saved.
-            Some(_) if st.cancelled() => {
-                st.churn_alerted = false;
-                None
-            }
+        // A cancelled account is lost, not at risk: the cancellation is the news, and churn-risk
+        // alerts are for the accounts still to be saved.
+        let in_play = match alert_thresholds(&self.st.population, cfg).filter(|_| !st.cancelled()) {
             Some((raise, clear)) => Some((
                 ChurnParts::of_day(st, now_day, &self.st.population, &self.decay, cfg),
                 raise,
