@@ -75,9 +75,9 @@ async fn forward_rule_alerts(
     }
 }
 
-/// Every second: consumer lag and hook delivery counts into the metrics; ready while the source
-/// holds partitions (restored) and runs; stalled (`/healthz` 503) once, having held partitions,
-/// it holds none for `stall_after`, or has read nothing for `stall_after` while behind.
+/// Every second: consumer lag and hook delivery counts into the metrics;
+/// ready while the source holds partitions (restored) and runs; stalled (`/healthz` 503) by
+/// the rules of [`vigil_connectors::stall::StallWatch`] with the bound `stall_after`.
 async fn observe(
     source: Arc<vigil_connectors::SourceMetrics>,
     hooks: Option<Arc<HookDispatcher>>,
@@ -87,7 +87,7 @@ async fn observe(
     mut stop: watch::Receiver<bool>,
 ) {
     let (mut delivered, mut failed) = (0u64, 0u64);
-    let mut stall = StallWatch::default();
+    let mut stall = vigil_connectors::stall::StallWatch::default();
     loop {
         let lag = source.lag();
         for ((topic, partition), lag) in &lag {
@@ -101,53 +101,13 @@ async fn observe(
             metrics.alerts_failed(now_failed.saturating_sub(failed));
             (delivered, failed) = (now_delivered.max(delivered), now_failed.max(failed));
         }
-        let get = vigil_connectors::SourceMetrics::get;
-        let assigned = get(&source.assigned);
-        health.set_ready(assigned > 0 && !*stop.borrow());
-        let behind: i64 = lag.values().sum();
-        health.set_stalled(stall.check(Instant::now(), assigned, get(&source.messages), behind, stall_after));
+        let now = Instant::now();
+        let view = source.view(now);
+        health.set_ready(view.assigned > 0 && !*stop.borrow());
+        health.set_stalled(stall.check(now, &view, stall_after));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Whether the source is stalled: it held partitions and has held none for the bound, or has
-/// read nothing for the bound while behind.
-#[derive(Debug, Default)]
-struct StallWatch {
-    held: bool,
-    unassigned_since: Option<Instant>,
-    messages: u64,
-    progress_at: Option<Instant>,
-}
-
-impl StallWatch {
-    /// The reason the source is stalled at `now`, if it is.
-    fn check(&mut self, now: Instant, assigned: u64, messages: u64, behind: i64, bound: Duration) -> Option<String> {
-        if assigned > 0 {
-            self.held = true;
-            self.unassigned_since = None;
-        } else if self.held && self.unassigned_since.is_none() {
-            self.unassigned_since = Some(now);
-        }
-        if messages != self.messages || self.progress_at.is_none() || behind <= 0 {
-            self.messages = messages;
-            self.progress_at = Some(now);
-        }
-        if let Some(since) = self.unassigned_since.filter(|s| now.duration_since(*s) >= bound) {
-            return Some(format!(
-                "no partition assigned for {} s (is the broker or the group coordinator reachable?)",
-                now.duration_since(since).as_secs()
-            ));
-        }
-        match self.progress_at {
-            Some(at) if behind > 0 && now.duration_since(at) >= bound => Some(format!(
-                "nothing read for {} s while {behind} messages behind",
-                now.duration_since(at).as_secs()
-            )),
-            _ => None,
         }
     }
 }
@@ -362,34 +322,4 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tracing::info!(?stats, "vigil run: stopped cleanly");
     Ok(stats)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stalled_after_the_bound_without_partitions_or_progress_and_back_on_recovery() {
-        let bound = Duration::from_secs(30);
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut w = StallWatch::default();
-        // Never held a partition (another process has them all): not stalled.
-        assert_eq!(w.check(at(0), 0, 0, 0, bound), None);
-        assert_eq!(w.check(at(100), 0, 0, 0, bound), None);
-        // Held, then lost for 29 s: fine; at 30 s: stalled; assigned again: fine.
-        assert_eq!(w.check(at(101), 4, 10, 0, bound), None);
-        assert_eq!(w.check(at(102), 0, 10, 0, bound), None);
-        assert_eq!(w.check(at(131), 0, 10, 0, bound), None);
-        let why = w.check(at(132), 0, 10, 0, bound).expect("stalled");
-        assert!(why.contains("no partition assigned for 30 s"), "{why}");
-        assert_eq!(w.check(at(133), 4, 10, 0, bound), None);
-        // Assigned and behind, reading nothing: stalled after the bound; reading again: fine.
-        assert_eq!(w.check(at(140), 4, 10, 500, bound), None);
-        let why = w.check(at(164), 4, 10, 500, bound).expect("stalled");
-        assert!(why.contains("while 500 messages behind"), "{why}");
-        assert_eq!(w.check(at(165), 4, 11, 499, bound), None);
-        // Caught up and idle for long: not stalled.
-        assert_eq!(w.check(at(500), 4, 11, 0, bound), None);
-    }
 }

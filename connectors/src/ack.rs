@@ -88,6 +88,11 @@ impl OffsetTracker {
         }
     }
 
+    /// The partitions assigned now.
+    pub fn assigned(&self) -> Vec<TopicPartition> {
+        self.lock().assigned.keys().cloned().collect()
+    }
+
     /// Partitions assigned now.
     pub fn assigned_count(&self) -> usize {
         self.lock().assigned.len()

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod registry;
 pub mod routing;
+pub mod stall;
 pub mod webhook;
 
 pub use ack::{Ack, OffsetTracker};

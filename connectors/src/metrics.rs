@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use vigil_engine::InvalidReason;
+
+use crate::stall::SourceView;
 
 /// Counters of one source; cheap to update from the source thread, readable from anywhere.
 #[derive(Debug, Default)]
@@ -31,6 +34,12 @@ pub struct SourceMetrics {
     pub consume_errors: AtomicU64,
     /// Consumer lag per assigned (topic, partition), from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// The consumer group's state while it is not up, and since when (from the statistics).
+    pub group_down: Mutex<Option<(String, Instant)>>,
+    /// Why the source holds consumption on purpose (a dead-letter topic it cannot write).
+    pub held: Mutex<Option<String>>,
+    /// Times the watchdog replaced a stalled consumer with a new one.
+    pub consumer_rebuilds: AtomicU64,
 }
 
 impl SourceMetrics {
@@ -58,6 +67,30 @@ impl SourceMetrics {
     /// The latest consumer lag per (topic, partition).
     pub fn lag(&self) -> BTreeMap<(String, i32), i64> {
         self.lag.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// What the source reports about itself now (for [`crate::stall::StallWatch`]).
+    pub fn view(&self, now: Instant) -> SourceView {
+        let lock = |m: &Mutex<Option<String>>| m.lock().map(|g| g.clone()).unwrap_or_default();
+        SourceView {
+            assigned: Self::get(&self.assigned),
+            messages: Self::get(&self.messages),
+            behind: self.lag().values().sum(),
+            group_down: self
+                .group_down
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .map(|(state, since)| (state, now.saturating_duration_since(since))),
+            held: lock(&self.held),
+        }
+    }
+
+    /// Records why consumption is held (`None`: it is not).
+    pub(crate) fn set_held(&self, why: Option<String>) {
+        if let Ok(mut h) = self.held.lock() {
+            *h = why;
+        }
     }
 
     /// A counter's current value.

@@ -64,6 +64,7 @@ struct SourceSync {
     truncated: u64,
     key_mismatch: u64,
     key_missing: u64,
+    rebuilds: u64,
 }
 
 /// The `reason` labels of `vigil_key_mismatches`: the key names another account, or there is
@@ -92,6 +93,7 @@ pub struct RunMetrics {
     dead_lettered: Family<ReasonLabel, Counter>,
     dead_letters_truncated: Counter,
     key_mismatches: Family<ReasonLabel, Counter>,
+    consumer_rebuilds: Counter,
     applied: Counter,
     late: Counter,
     duplicate: Counter,
@@ -164,6 +166,12 @@ impl RunMetrics {
             "Valid events whose message key is not their account id (`other_key`) or is absent \
              (`no_key`): the account's events may then be spread over partitions",
             key_mismatches.clone(),
+        );
+        let consumer_rebuilds = Counter::default();
+        registry.register(
+            "vigil_consumer_rebuilds",
+            "Times the source's watchdog replaced a stalled Kafka consumer with a new one",
+            consumer_rebuilds.clone(),
         );
         let applied = Counter::default();
         registry.register(
@@ -264,6 +272,7 @@ impl RunMetrics {
             dead_lettered,
             dead_letters_truncated,
             key_mismatches,
+            consumer_rebuilds,
             applied,
             late,
             duplicate,
@@ -375,6 +384,7 @@ impl RunMetrics {
             truncated,
             key_mismatch,
             key_missing,
+            rebuilds,
         } = &mut *sync;
         let Some(src) = source.as_ref() else {
             return;
@@ -395,6 +405,11 @@ impl RunMetrics {
         catch_up(&other, key_mismatch, src.key_mismatch.load(Ordering::Relaxed));
         let none = self.key_mismatches.get_or_create(&ReasonLabel { reason: none });
         catch_up(&none, key_missing, src.key_missing.load(Ordering::Relaxed));
+        catch_up(
+            &self.consumer_rebuilds,
+            rebuilds,
+            src.consumer_rebuilds.load(Ordering::Relaxed),
+        );
     }
 
     /// Sets the checkpoint age gauge from the last checkpoint instant (NaN before the first).

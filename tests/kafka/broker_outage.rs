@@ -9,7 +9,8 @@ use std::time::Duration;
 use vigil_testkit::{RestartableBroker, unique_name};
 
 use crate::vigil_proc::{
-    DumpLogOnPanic, RunSpec, bad_among, health_csv, message, progress, terminate, wait_for_http, wait_for_messages,
+    DumpLogOnPanic, RunSpec, bad_among, free_port, health_csv, http_get, message, progress, terminate, wait_for_http,
+    wait_for_messages,
 };
 
 #[test]
@@ -36,13 +37,10 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     // outage is what this test is about.
     let log = dir.path().join("outage.log");
     let _dump = DumpLogOnPanic(log.clone());
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    // Stalled after 3 s without partitions: librdkafka drops them a few seconds (the session
-    // timeout, 6 s) after the broker goes.
-    let mut child = spec.start_logged_with_http(&log, http_port, 3_000);
+    let http_port = free_port();
+    // Stalled once the consumer group has not been up for 3 s (librdkafka's statistics, every
+    // 5 s, say so).
+    let mut child = spec.start_logged_with_http(&log, http_port, 3_000, &[]);
     wait_for_messages(
         &spec.checkpoint_dir,
         half as u64 / 2,
@@ -89,4 +87,77 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
         expected == health_csv(&spec.data_dir),
         "the health table after the outage differs from the calm run"
     );
+}
+
+/// The watchdog: with the broker gone longer than `[source] rebuild_after_ms`, the source
+/// replaces its consumer (counted in `vigil_consumer_rebuilds_total`); the replacement takes the
+/// partitions back once the broker returns, and nothing is lost or counted twice.
+#[test]
+fn a_consumer_stalled_past_the_watchdog_bound_is_replaced_and_resumes() {
+    const N: usize = 20_000;
+    const ACCOUNTS: usize = 500;
+    let mut broker = RestartableBroker::start_new().unwrap_or_else(|e| panic!("private broker: {e}"));
+    let b = broker.client();
+    let topic = unique_name("wedged");
+    b.create_topic(&topic, 2);
+    b.create_topic(&format!("{topic}.dlq"), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = RunSpec {
+        bootstrap: broker.bootstrap.clone(),
+        topic: topic.clone(),
+        group: unique_name("group"),
+        data_dir: dir.path().join("wedged"),
+        checkpoint_dir: dir.path().join("wedged-checkpoints"),
+        instance: None,
+    };
+    let half = N / 2;
+    b.produce(&topic, "lz4", (0..half).map(|i| message(i, ACCOUNTS)));
+    let log = dir.path().join("wedged.log");
+    let _dump = DumpLogOnPanic(log.clone());
+    let http_port = free_port();
+    let mut child = spec.start_logged_with_http(&log, http_port, 3_000, &[("VIGIL_SOURCE__REBUILD_AFTER_MS", "4000")]);
+    wait_for_messages(&spec.checkpoint_dir, half as u64, Duration::from_secs(120), &mut child);
+    assert_eq!(rebuilds(http_port), 0, "no replacement while the consumer works");
+
+    broker.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rebuilds(http_port) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watchdog never replaced the stalled consumer"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    broker.start().unwrap_or_else(|e| panic!("broker restart: {e}"));
+    b.produce(&topic, "lz4", (half..N).map(|i| message(i, ACCOUNTS)));
+    wait_for_messages(&spec.checkpoint_dir, N as u64, Duration::from_secs(180), &mut child);
+    wait_for_http(http_port, "/healthz", "HTTP/1.1 200", Duration::from_secs(30));
+    terminate(child);
+    let p = progress(&spec.checkpoint_dir);
+    assert_eq!(p.messages, N as u64, "no message lost or counted twice");
+    assert_eq!(p.duplicates, 0);
+
+    let calm = RunSpec {
+        group: unique_name("calm"),
+        data_dir: dir.path().join("calm"),
+        checkpoint_dir: dir.path().join("calm-checkpoints"),
+        ..spec.clone()
+    };
+    let mut child = calm.start();
+    wait_for_messages(&calm.checkpoint_dir, N as u64, Duration::from_secs(120), &mut child);
+    terminate(child);
+    assert!(
+        health_csv(&calm.data_dir) == health_csv(&spec.data_dir),
+        "the health table after the replacement differs from the calm run"
+    );
+}
+
+/// `vigil_consumer_rebuilds_total` from the process's `/metrics`.
+fn rebuilds(port: u16) -> u64 {
+    let metrics = http_get(port, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_consumer_rebuilds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no vigil_consumer_rebuilds_total in /metrics:\n{metrics}"))
 }

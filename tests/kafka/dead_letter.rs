@@ -308,3 +308,78 @@ async fn a_dead_letter_topic_with_a_small_limit_gets_smaller_envelopes() {
     ];
     large_dead_letters(big, &[("max.message.bytes", "20000")], |b| b.len() < 10_000).await;
 }
+
+/// A dead-letter topic that cannot be written at all (it does not exist, and the broker creates
+/// no topics): `vigil run` holds consumption without committing past the invalid messages,
+/// `/healthz` says why, and once the topic exists the dead letters are written once each and
+/// every valid event behind them is scored, with no restart.
+#[test]
+fn an_unwritable_dead_letter_topic_holds_consumption_until_it_can_be_written() {
+    use crate::vigil_proc::{
+        DumpLogOnPanic, RunSpec, bad_among, free_port, message, progress, terminate, wait_for_http, wait_for_messages,
+    };
+    const N: usize = 3_000;
+    let b = broker();
+    let topic = unique_name("held");
+    b.create_topic(&topic, 1);
+    // The stream opens with an invalid message (every 997th is).
+    b.produce(&topic, "none", (0..N).map(|i| message(i, 50)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = RunSpec {
+        bootstrap: b.bootstrap.clone(),
+        topic: topic.clone(),
+        group: unique_name("group"),
+        data_dir: dir.path().join("data"),
+        checkpoint_dir: dir.path().join("checkpoints"),
+        instance: None,
+    };
+    let log = dir.path().join("held.log");
+    let _dump = DumpLogOnPanic(log.clone());
+    let port = free_port();
+    let mut child = spec.start_logged_with_http(
+        &log,
+        port,
+        30_000,
+        &[
+            ("VIGIL_SOURCE__DEAD_LETTER_TIMEOUT_MS", "1000"),
+            ("VIGIL_SOURCE__DEAD_LETTER_ATTEMPTS", "1"),
+        ],
+    );
+    let red = wait_for_http(port, "/healthz", "HTTP/1.1 503", Duration::from_secs(60));
+    assert!(red.contains("consumption held"), "{red}");
+    assert!(
+        red.contains(&format!("{topic}.dlq")),
+        "the reason names the topic: {red}"
+    );
+    // Held, not ended, and nothing read past the first (invalid) message was let through.
+    assert!(child.try_wait().expect("try_wait").is_none(), "vigil run keeps running");
+    assert_eq!(
+        progress(&spec.checkpoint_dir).messages,
+        0,
+        "nothing passes the held dead letter"
+    );
+    assert!(
+        b.committed(&spec.group, &topic, 1).values().all(|o| *o <= 0),
+        "nothing committed"
+    );
+
+    b.create_topic(&format!("{topic}.dlq"), 1);
+    let p = wait_for_messages(&spec.checkpoint_dir, N as u64, Duration::from_secs(120), &mut child);
+    wait_for_http(port, "/healthz", "HTTP/1.1 200", Duration::from_secs(30));
+    terminate(child);
+    assert_eq!(p.dead_lettered, bad_among(N));
+    assert_eq!(
+        p.valid,
+        N as u64 - bad_among(N),
+        "every valid event behind the hold is scored"
+    );
+    // One more than expected: waits out the timeout, so a duplicate would show.
+    let dead = b.read_all(
+        &format!("{topic}.dlq"),
+        bad_among(N) as usize + 1,
+        Duration::from_secs(10),
+    );
+    let mut offsets: Vec<String> = dead.iter().map(|m| header_map(m)[h::SOURCE_OFFSET].clone()).collect();
+    offsets.sort();
+    assert_eq!(offsets, ["0", "1994", "2991", "997"], "each dead letter written once");
+}

@@ -30,12 +30,19 @@ impl RunSpec {
     /// [`RunSpec::start`] with the consumer group's state machine and the broker connections
     /// logged (librdkafka's `cgrp` and `broker` debug contexts), and stderr written to `log`
     /// instead of the test's output (a [`DumpLogOnPanic`] guard prints its end when the test
-    /// fails), and `/healthz` on `127.0.0.1:http_port`, stalled after `stall_after_ms` without
-    /// partitions or progress.
-    pub fn start_logged_with_http(&self, log: &Path, http_port: u16, stall_after_ms: u64) -> Child {
+    /// fails), and `/healthz` on `127.0.0.1:http_port`, stalled after `stall_after_ms` (see
+    /// `[http] stall_after_ms`), and the configuration overrides `env` (`VIGIL_*` variables).
+    pub fn start_logged_with_http(
+        &self,
+        log: &Path,
+        http_port: u16,
+        stall_after_ms: u64,
+        env: &[(&str, &str)],
+    ) -> Child {
         self.logged(log)
             .env("VIGIL_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
             .env("VIGIL_HTTP__STALL_AFTER_MS", stall_after_ms.to_string())
+            .envs(env.iter().copied())
             .spawn()
             .expect("vigil run starts")
     }
@@ -220,28 +227,52 @@ pub fn bad_among(n: usize) -> u64 {
 
 /// `GET path` on `127.0.0.1:port`: the raw response (status line, headers, body).
 pub fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
+    try_http_get(port, path).expect("GET")
 }
 
-/// Polls `GET path` every 200 ms until its response starts with `status_line` (e.g.
-/// `HTTP/1.1 503`); returns that response, or panics with the last one after `limit`.
+/// [`http_get`], with connection and read errors returned.
+fn try_http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// A free TCP port on 127.0.0.1 (for a child's HTTP listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Polls `GET path` every 200 ms (the listener may not be up yet) until its response starts
+/// with `status_line` (e.g. `HTTP/1.1 503`); returns that response, or panics after `limit`
+/// with the last answer and the process's `/metrics` source and group series.
 pub fn wait_for_http(port: u16, path: &str, status_line: &str, limit: Duration) -> String {
-    let deadline = std::time::Instant::now() + limit;
+    let start = std::time::Instant::now();
     loop {
-        let r = http_get(port, path);
-        if r.starts_with(status_line) {
-            return r;
+        let r = try_http_get(port, path);
+        if let Ok(r) = &r
+            && r.starts_with(status_line)
+        {
+            return r.clone();
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{path} never answered {status_line}: {r}"
-        );
+        if start.elapsed() >= limit {
+            let metrics = try_http_get(port, "/metrics").unwrap_or_default();
+            let source: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("vigil_partitions") || l.starts_with("vigil_consumer"))
+                .collect();
+            panic!(
+                "{path} never answered {status_line} in {:.1} s: {r:?}\n{}",
+                start.elapsed().as_secs_f64(),
+                source.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -39,6 +39,9 @@ fn default_dlq_timeout_ms() -> u64 {
 fn default_startup_timeout_ms() -> u64 {
     60_000
 }
+fn default_rebuild_after_ms() -> u64 {
+    60_000
+}
 fn default_max_message_bytes() -> usize {
     DecodeLimits::default().max_message_bytes
 }
@@ -110,6 +113,12 @@ pub struct KafkaSourceConfig {
     /// [`ConnectorError::Unreachable`] (a wrong address or port would otherwise wait forever).
     #[serde(default = "default_startup_timeout_ms")]
     pub startup_timeout_ms: u64,
+    /// The watchdog: when the consumer, having held partitions, holds none, its group is not
+    /// up, or it reads nothing while behind, for this long, the source replaces it with a new
+    /// consumer of the same configuration and group (then waits twice as long before the next,
+    /// up to 8 times). 0 turns the watchdog off.
+    #[serde(default = "default_rebuild_after_ms")]
+    pub rebuild_after_ms: u64,
     /// Events before this time (epoch ms; default 0, 1970-01-01) are refused as
     /// `ts_out_of_range`.
     #[serde(default)]
@@ -147,6 +156,7 @@ impl KafkaSourceConfig {
             max_future_skew_ms: default_skew_ms(),
             min_ts_ms: 0,
             startup_timeout_ms: default_startup_timeout_ms(),
+            rebuild_after_ms: default_rebuild_after_ms(),
             properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
@@ -163,6 +173,11 @@ impl KafkaSourceConfig {
 
     pub fn revoke_timeout(&self) -> Duration {
         Duration::from_millis(self.revoke_timeout_ms)
+    }
+
+    /// The watchdog's bound (`None`: off).
+    pub fn rebuild_after(&self) -> Option<Duration> {
+        (self.rebuild_after_ms > 0).then(|| Duration::from_millis(self.rebuild_after_ms))
     }
 
     pub fn limits(&self) -> DecodeLimits {

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
+use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use vigil_engine::InvalidReason;
 
@@ -149,14 +150,18 @@ fn too_large(e: &KafkaError) -> bool {
 }
 
 /// Sends refused messages and confirms their delivery before the source commits past them.
+/// Nothing given to it is dropped: a record that cannot be sent or confirmed waits in the
+/// writer for the next [`DeadLetterWriter::confirm_all`]. A producer that reports a fatal error
+/// (it can send nothing more) is replaced by a new one of the same configuration.
 pub struct DeadLetterWriter {
     topic: String,
+    producer_config: ClientConfig,
     producer: FutureProducer,
     attempts: u32,
-    /// The producer's `message.max.bytes`: larger records go as envelopes.
     max_record_bytes: usize,
     in_flight: Vec<(DeliveryFuture, DeadLetterRecord)>,
-    /// The source's counters: dead letters confirmed, retried, sent as envelopes.
+    /// Records not sent (the producer refused them, or they failed every attempt).
+    waiting: Vec<DeadLetterRecord>,
     metrics: Arc<SourceMetrics>,
 }
 
@@ -165,32 +170,38 @@ impl std::fmt::Debug for DeadLetterWriter {
         f.debug_struct("DeadLetterWriter")
             .field("topic", &self.topic)
             .field("in_flight", &self.in_flight.len())
+            .field("waiting", &self.waiting.len())
             .finish()
     }
 }
 
 impl DeadLetterWriter {
-    /// A writer to `topic`; `max_record_bytes` is the producer's `message.max.bytes`; counts go
-    /// to `metrics`.
+    /// A writer to `topic` with a producer of `producer_config`, retrying a failed delivery up
+    /// to `attempts` times per [`DeadLetterWriter::confirm_all`]; records larger than
+    /// `max_record_bytes` (the producer's `message.max.bytes`) go as envelopes. Counts into
+    /// `metrics`.
     pub fn new(
         topic: String,
-        producer: FutureProducer,
+        producer_config: ClientConfig,
         attempts: u32,
         max_record_bytes: usize,
         metrics: Arc<SourceMetrics>,
-    ) -> Self {
-        DeadLetterWriter {
+    ) -> Result<Self, ConnectorError> {
+        let producer = producer_config.create()?;
+        Ok(DeadLetterWriter {
             topic,
+            producer_config,
             producer,
             attempts,
             max_record_bytes,
             in_flight: Vec::new(),
+            waiting: Vec::new(),
             metrics,
-        }
+        })
     }
 
-    /// The record to send for `rec`: itself, or its envelope when it is larger than the producer
-    /// accepts.
+    /// `rec` as it can go: whole when it fits the producer's limit, else as an envelope keeping
+    /// as much of the payload as fits (counted as truncated).
     fn fitting(&self, rec: DeadLetterRecord) -> DeadLetterRecord {
         let room = self
             .max_record_bytes
@@ -202,8 +213,8 @@ impl DeadLetterWriter {
         rec.envelope(room.saturating_sub(ENVELOPE_KEY_BYTES))
     }
 
-    /// The envelope to send after `rec` was refused as too large: a quarter of its payload, down
-    /// to none; `None` when it had none left.
+    /// A smaller envelope of `rec` after the broker refused it as too large: a quarter of the
+    /// payload kept, then none. `None` when it is already an envelope without payload.
     fn smaller(&self, rec: &DeadLetterRecord) -> Option<DeadLetterRecord> {
         let len = rec.payload.as_ref().map_or(0, Vec::len);
         if len == 0 && rec.truncated_from.is_some() {
@@ -215,21 +226,27 @@ impl DeadLetterWriter {
         Some(rec.envelope(if len < 64 { 0 } else { len / 4 }))
     }
 
-    /// Queues `rec` (or, when the producer finds it too large, a smaller envelope of it).
-    fn enqueue(&self, rec: DeadLetterRecord) -> Result<(DeliveryFuture, DeadLetterRecord), KafkaError> {
+    /// Queues `rec` with the producer, smaller each time the producer says it is too large;
+    /// returns the delivery future and the record as queued, or the error and the record.
+    #[allow(clippy::result_large_err)]
+    fn enqueue(
+        &self,
+        rec: DeadLetterRecord,
+    ) -> Result<(DeliveryFuture, DeadLetterRecord), (KafkaError, DeadLetterRecord)> {
         let mut rec = rec;
         loop {
             match self.enqueue_once(&rec) {
                 Ok(fut) => return Ok((fut, rec)),
                 Err(e) if too_large(&e) => match self.smaller(&rec) {
                     Some(smaller) => rec = smaller,
-                    None => return Err(e),
+                    None => return Err((e, rec)),
                 },
-                Err(e) => return Err(e),
+                Err(e) => return Err((e, rec)),
             }
         }
     }
 
+    /// One attempt to queue `rec` with the producer (waiting while its queue is full).
     fn enqueue_once(&self, rec: &DeadLetterRecord) -> Result<DeliveryFuture, KafkaError> {
         loop {
             let mut fr = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(rec.headers());
@@ -252,36 +269,60 @@ impl DeadLetterWriter {
         }
     }
 
-    /// Queues a refused message for delivery.
-    pub fn send(&mut self, rec: DeadLetterRecord) -> Result<(), ConnectorError> {
+    /// Queues one dead letter (without waiting for the broker); one the producer refuses waits
+    /// in the writer for [`DeadLetterWriter::confirm_all`].
+    pub fn send(&mut self, rec: DeadLetterRecord) {
         let rec = self.fitting(rec);
-        let sent = self.enqueue(rec)?;
-        self.in_flight.push(sent);
+        match self.enqueue(rec) {
+            Ok(sent) => self.in_flight.push(sent),
+            Err((e, rec)) => {
+                tracing::warn!(error = %e, "dead letter not queued; it is sent again before the next commit");
+                self.waiting.push(rec);
+            }
+        }
+    }
+
+    /// Dead letters given to the writer and not yet confirmed.
+    pub fn unconfirmed(&self) -> usize {
+        self.in_flight.len() + self.waiting.len()
+    }
+
+    /// Replaces the producer when it reports a fatal error (an idempotent producer can then
+    /// send nothing more); its queued records fail and are sent again by the new one.
+    fn renew_if_fatal(&mut self) -> Result<(), ConnectorError> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(?code, %reason, "dead-letter producer failed fatally; replacing it");
+            self.producer = self.producer_config.create()?;
+        }
         Ok(())
     }
 
-    /// Messages queued and not yet confirmed.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
-    /// Waits until every queued message is confirmed by the broker, sending failed ones again
-    /// (bounded by the configured attempts, with backoff). Each send is bounded by the
-    /// producer's `message.timeout.ms`.
+    /// Waits until every dead letter given to the writer is confirmed by the broker, sending
+    /// failed ones again (up to the configured attempts, with backoff; a record the topic
+    /// refuses as too large goes at once as a smaller envelope, without using an attempt). Each
+    /// send is bounded by the producer's `message.timeout.ms`. After the last attempt the
+    /// failed records stay in the writer for the next call, and the error says why.
     pub fn confirm_all(&mut self) -> Result<(), ConnectorError> {
         let mut attempt = 1;
-        let mut todo = std::mem::take(&mut self.in_flight);
-        while !todo.is_empty() {
-            let mut failed = Vec::new();
+        loop {
+            self.renew_if_fatal()?;
             let mut last_error = String::new();
-            let mut resend = Vec::new();
-            for (fut, rec) in todo {
+            let mut failed = Vec::new();
+            for rec in std::mem::take(&mut self.waiting) {
+                match self.enqueue(rec) {
+                    Ok(sent) => self.in_flight.push(sent),
+                    Err((e, rec)) => {
+                        last_error = e.to_string();
+                        failed.push(rec);
+                    }
+                }
+            }
+            let mut smaller = Vec::new();
+            for (fut, rec) in std::mem::take(&mut self.in_flight) {
                 match block_on(fut) {
                     Ok(Ok(_)) => SourceMetrics::add(&self.metrics.dead_lettered, 1),
-                    // The topic takes less than the producer: a smaller envelope, at once and
-                    // without using an attempt.
                     Ok(Err((e, _))) if too_large(&e) => match self.smaller(&rec) {
-                        Some(smaller) => resend.push(smaller),
+                        Some(s) => smaller.push(s),
                         None => {
                             last_error = e.to_string();
                             failed.push(rec);
@@ -297,23 +338,16 @@ impl DeadLetterWriter {
                     }
                 }
             }
-            // The smaller envelopes go at once; the failures after a backoff.
-            let mut next = Vec::with_capacity(failed.len() + resend.len());
-            for rec in resend {
-                next.push(self.enqueue(rec)?);
-            }
+            self.waiting = smaller;
             if failed.is_empty() {
-                todo = next;
+                if self.waiting.is_empty() {
+                    return Ok(());
+                }
                 continue;
             }
+            let n = failed.len();
+            self.waiting.extend(failed);
             if attempt >= self.attempts {
-                let n = failed.len();
-                // Keep them so a later call can try again; nothing is dropped.
-                self.in_flight.extend(next);
-                for rec in failed {
-                    let sent = self.enqueue(rec)?;
-                    self.in_flight.push(sent);
-                }
                 return Err(ConnectorError::DeadLetter {
                     topic: self.topic.clone(),
                     attempts: attempt,
@@ -322,12 +356,7 @@ impl DeadLetterWriter {
             }
             std::thread::sleep(Duration::from_millis(100u64 << attempt.min(6)));
             attempt += 1;
-            SourceMetrics::add(&self.metrics.dead_letter_retries, failed.len() as u64);
-            for rec in failed {
-                next.push(self.enqueue(rec)?);
-            }
-            todo = next;
+            SourceMetrics::add(&self.metrics.dead_letter_retries, n as u64);
         }
-        Ok(())
     }
 }

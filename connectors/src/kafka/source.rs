@@ -12,7 +12,6 @@ use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -23,6 +22,7 @@ use super::dead_letter::{DeadLetterRecord, DeadLetterWriter};
 use crate::ack::{Ack, EpochOffset, OffsetTracker, TopicPartition};
 use crate::error::ConnectorError;
 use crate::metrics::SourceMetrics;
+use crate::stall::{SourceView, StallWatch};
 
 /// One batch of valid events and the acknowledgement that lets its offsets be committed.
 #[derive(Debug)]
@@ -113,6 +113,46 @@ struct SourceContext {
     owner: Arc<dyn PartitionOwner>,
     /// Set when the owner failed to take an assignment: the source stops with this error.
     failed: std::sync::Mutex<Option<String>>,
+    /// Set when the watchdog replaced this consumer: its callbacks (while it closes) only
+    /// unassign; the partitions were given up already and the new consumer owns the metrics.
+    retired: AtomicBool,
+}
+
+impl SourceContext {
+    fn new(
+        tracker: &Arc<OffsetTracker>,
+        metrics: &Arc<SourceMetrics>,
+        config: &KafkaSourceConfig,
+        owner: &Arc<dyn PartitionOwner>,
+    ) -> Self {
+        SourceContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            revoke_timeout: config.revoke_timeout(),
+            owner: owner.clone(),
+            failed: std::sync::Mutex::new(None),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    /// Gives up `parts` as a lost assignment: the owner makes their state durable, their
+    /// acknowledged progress is forgotten rather than committed (the next owner resumes from
+    /// the owner's state or the last commit).
+    fn give_up(&self, parts: &[TopicPartition]) {
+        self.owner.revoked(parts, self.revoke_timeout);
+        if !self.tracker.wait_settled(Some(parts), self.revoke_timeout) {
+            tracing::warn!(
+                partitions = parts.len(),
+                "giving up partitions with unacknowledged batches; they will be read again"
+            );
+        }
+        self.tracker.revoke(parts);
+        self.count_assigned();
+    }
 }
 
 fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -158,6 +198,9 @@ impl ClientContext for SourceContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
+        if self.is_retired() {
+            return;
+        }
         let mut lag = BTreeMap::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
@@ -172,6 +215,30 @@ impl ClientContext for SourceContext {
         }
         if let Ok(mut m) = self.metrics.lag.lock() {
             *m = lag;
+        }
+        // The group is down from when it left "up" and steady (its state may change several
+        // times while down: the first change counts; the join state has no age, so a rebalance
+        // counts from the first statistics that show it).
+        if let (Some(group), Ok(mut down)) = (&statistics.cgrp, self.metrics.group_down.lock()) {
+            if group.state == "up" && group.join_state == "steady" {
+                *down = None;
+            } else {
+                let state = format!("{}/{}", group.state, group.join_state);
+                match down.as_mut() {
+                    Some((s, _)) => *s = state,
+                    None => {
+                        let age = if group.state == "up" {
+                            0
+                        } else {
+                            group.stateage.max(0) as u64
+                        };
+                        let since = Instant::now()
+                            .checked_sub(Duration::from_millis(age))
+                            .unwrap_or_else(Instant::now);
+                        *down = Some((state, since));
+                    }
+                }
+            }
         }
     }
 }
@@ -255,6 +322,19 @@ impl SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        if self.is_retired() {
+            // Closing after the watchdog replaced it: the partitions were given up already.
+            let result = match (consumer.rebalance_protocol(), err) {
+                (RebalanceProtocol::Cooperative, RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) => {
+                    consumer.incremental_unassign(tpl)
+                }
+                _ => consumer.unassign(),
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "retired consumer: unassign failed");
+            }
+            return;
+        }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
@@ -356,13 +436,7 @@ pub fn start_owned(
     config.validate()?;
     let tracker = OffsetTracker::new();
     let metrics = Arc::new(SourceMetrics::default());
-    let ctx = SourceContext {
-        tracker: tracker.clone(),
-        metrics: metrics.clone(),
-        revoke_timeout: config.revoke_timeout(),
-        owner,
-        failed: std::sync::Mutex::new(None),
-    };
+    let ctx = SourceContext::new(&tracker, &metrics, &config, &owner);
     let consumer: BaseConsumer<SourceContext> = config.consumer_config().create_with_context(ctx)?;
     // Fail early, in one line, when no broker answers.
     if let Err(e) = consumer.fetch_metadata(None, Duration::from_millis(config.startup_timeout_ms)) {
@@ -374,24 +448,25 @@ pub fn start_owned(
     }
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let producer: FutureProducer = config.producer_config().create()?;
     let dead_letter = DeadLetterWriter::new(
         config.dead_letter_topic.clone(),
-        producer,
+        config.producer_config(),
         config.dead_letter_attempts,
         config.dead_letter_max_record_bytes(),
         metrics.clone(),
-    );
+    )?;
     let (tx, rx) = mpsc::channel(channel_capacity.max(1));
     let stop = Arc::new(AtomicBool::new(false));
     let worker = Worker {
         consumer,
         dead_letter,
+        watchdog: config.rebuild_after().map(Watchdog::new),
         config,
         tx: Some(tx),
         tracker,
         metrics: metrics.clone(),
         stop: stop.clone(),
+        owner,
     };
     let thread = std::thread::Builder::new()
         .name("vigil-kafka-source".into())
@@ -426,6 +501,47 @@ struct Worker {
     tracker: Arc<OffsetTracker>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
+    owner: Arc<dyn PartitionOwner>,
+    /// `None` when `rebuild_after_ms` is 0.
+    watchdog: Option<Watchdog>,
+}
+
+/// Decides when to replace a stalled consumer: checks once a second, with a bound that doubles
+/// after each replacement (up to 8 times the configured one) and returns to it once the new
+/// consumer holds partitions in an up group.
+struct Watchdog {
+    base: Duration,
+    bound: Duration,
+    watch: StallWatch,
+    checked: Instant,
+}
+
+impl Watchdog {
+    fn new(base: Duration) -> Self {
+        Watchdog {
+            base,
+            bound: base,
+            watch: StallWatch::default(),
+            checked: Instant::now(),
+        }
+    }
+
+    /// Why the consumer should be replaced now, if it should.
+    fn due(&mut self, metrics: &SourceMetrics) -> Option<String> {
+        let now = Instant::now();
+        if now.duration_since(self.checked) < Duration::from_secs(1) {
+            return None;
+        }
+        self.checked = now;
+        let view = metrics.view(now);
+        if view.assigned > 0 && view.group_down.is_none() {
+            self.bound = self.base;
+        }
+        let why = self.watch.check(now, &SourceView { held: None, ..view }, self.bound)?;
+        self.watch = StallWatch::default();
+        self.bound = (self.bound * 2).min(self.base * 8);
+        Some(why)
+    }
 }
 
 /// The batch being built for one partition.
@@ -545,9 +661,7 @@ impl Worker {
                                 timestamp_ms,
                                 &reason,
                             );
-                            if let Err(e) = self.dead_letter.send(rec) {
-                                break Err(e);
-                            }
+                            self.dead_letter.send(rec);
                         }
                     }
                     if batch.builder.len() >= self.config.max_batch_rows {
@@ -583,6 +697,12 @@ impl Worker {
                 );
                 last_commit = Instant::now();
             }
+            if let Some(why) = self.watchdog.as_mut().and_then(|w| w.due(&self.metrics)) {
+                open.clear();
+                if let Err(e) = self.replace_consumer(&why) {
+                    break Err(e);
+                }
+            }
         };
         // Rows not yet emitted are abandoned (never committed; read again after restart). The
         // channel closes so downstream sees the end; emitted batches get a bounded wait for their
@@ -600,6 +720,97 @@ impl Worker {
         );
         self.consumer.unsubscribe();
         result
+    }
+
+    /// Makes every dead letter durable, however long that takes. When the dead-letter topic
+    /// cannot be written (the writer's attempts all failed), consumption is held: the assigned
+    /// partitions are paused, nothing is emitted or committed past the dead letters, the reason
+    /// shows in `/healthz`, and the writer tries again after a backoff (1 s, doubling to 60 s)
+    /// until it succeeds (true) or the source is stopped (false). The consumer is polled
+    /// meanwhile (the group keeps the member); a message it still hands over is read again
+    /// after the hold.
+    fn confirm_dead_letters(&mut self) -> Result<bool, ConnectorError> {
+        let mut backoff = Duration::from_secs(1);
+        let mut held = false;
+        let mut rewind: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let result = loop {
+            let e = match self.dead_letter.confirm_all() {
+                Ok(()) => break Ok(true),
+                Err(e @ ConnectorError::DeadLetter { .. }) => e,
+                Err(e) => break Err(e),
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                tracing::warn!(error = %e, "stopping with dead letters not written; their messages are read again at the next start");
+                break Ok(false);
+            }
+            tracing::error!(error = %e, retry_in_s = backoff.as_secs(), "dead letters cannot be written; consumption held");
+            self.metrics.set_held(Some(format!(
+                "consumption held: {e} (next try in {} s)",
+                backoff.as_secs()
+            )));
+            if !held {
+                held = true;
+                if let Err(e) = self.consumer.assignment().and_then(|a| self.consumer.pause(&a)) {
+                    tracing::warn!(error = %e, "cannot pause the assigned partitions");
+                }
+            }
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
+                if let Some(Ok(msg)) = self.consumer.poll(Duration::from_millis(100)) {
+                    let tp: TopicPartition = (Arc::from(msg.topic()), msg.partition());
+                    rewind.entry(tp).or_insert(msg.offset());
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        };
+        if held {
+            if let Err(e) = self.consumer.assignment().and_then(|a| self.consumer.resume(&a)) {
+                tracing::warn!(error = %e, "cannot resume the assigned partitions");
+            }
+            for ((topic, partition), offset) in rewind {
+                if let Err(e) = self
+                    .consumer
+                    .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+                {
+                    tracing::warn!(error = %e, %topic, partition, offset, "cannot rewind after the hold");
+                }
+            }
+            self.metrics.set_held(None);
+            if let Ok(true) = result {
+                tracing::info!("dead letters written; consumption resumed");
+            }
+        }
+        result
+    }
+
+    /// The watchdog's remedy: gives up the partitions as lost (their state made durable by the
+    /// owner, their unacknowledged rows read again), retires the consumer (closed on a thread
+    /// of its own: a close can wait long on an unreachable coordinator) and subscribes a new
+    /// one, same configuration and group.
+    fn replace_consumer(&mut self, why: &str) -> Result<(), ConnectorError> {
+        tracing::warn!(%why, "watchdog: replacing the Kafka consumer");
+        let old_ctx = self.consumer.context();
+        old_ctx.retired.store(true, Ordering::SeqCst);
+        old_ctx.give_up(&self.tracker.assigned());
+        let ctx = SourceContext::new(&self.tracker, &self.metrics, &self.config, &self.owner);
+        let fresh: BaseConsumer<SourceContext> = self.config.consumer_config().create_with_context(ctx)?;
+        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        fresh.subscribe(&topics)?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        if let Err(e) = std::thread::Builder::new()
+            .name("vigil-kafka-retired".into())
+            .spawn(move || drop(old))
+        {
+            tracing::warn!(error = %e, "cannot close the retired consumer on its own thread");
+        }
+        if let Ok(mut down) = self.metrics.group_down.lock() {
+            *down = None;
+        }
+        if let Ok(mut lag) = self.metrics.lag.lock() {
+            lag.clear();
+        }
+        SourceMetrics::add(&self.metrics.consumer_rebuilds, 1);
+        Ok(())
     }
 
     /// The consumer reached the end of `partition` (librdkafka's end-of-partition event, sent
@@ -646,8 +857,11 @@ impl Worker {
         // The end-of-partition event came right after the batch's last message. A batch emitted
         // before it (full, or at the linger) is not caught up; the event then comes as a marker.
         let caught_up = open.at_end;
-        // Dead letters must be durable before the source may commit past them.
-        self.dead_letter.confirm_all()?;
+        // Dead letters must be durable before the source may commit past them; stopped while
+        // they cannot be written, the batch is not emitted (all of it is read again).
+        if !self.confirm_dead_letters()? {
+            return Ok(());
+        }
         let batch = open.builder.finish();
         let ack = self.tracker.register(vec![(
             tp.clone(),
