@@ -174,8 +174,9 @@ pub struct HttpConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz`; empty string: off.
     #[serde(default = "default_http_listen")]
     pub listen: String,
-    /// `/healthz` turns 503 once the process, having held partitions, holds none for this long,
-    /// or has read nothing for this long while behind.
+    /// `/healthz` turns 503 once the consumer group has not been up and steady for this long,
+    /// or the source has read nothing for this long while behind (see
+    /// `vigil_connectors::stall::StallWatch`).
     #[serde(default = "default_stall_after_ms")]
     pub stall_after_ms: u64,
 }

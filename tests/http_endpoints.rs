@@ -154,15 +154,15 @@ async fn metrics_health_and_readiness_over_http() {
     health.set_ready(true);
     let (status, _, body) = get(&client, format!("{base}/readyz")).await;
     assert_eq!((status, body.as_str()), (200, "{\"status\":\"ready\"}\n"));
-    // Stalled (no partitions for a while): 503 with the reason, and back once it clears.
-    health.set_stalled(Some("no partition assigned for 31 s".into()));
+    // Stalled (nothing read for a while): 503 with the reason, and back once it clears.
+    health.set_stalled(Some("nothing read for 31 s while 500 messages behind".into()));
     for path in ["healthz", "readyz"] {
         let (status, _, body) = get(&client, format!("{base}/{path}")).await;
         assert_eq!(
             (status, body.as_str()),
             (
                 503,
-                "{\"reason\":\"no partition assigned for 31 s\",\"status\":\"stalled\"}\n"
+                "{\"reason\":\"nothing read for 31 s while 500 messages behind\",\"status\":\"stalled\"}\n"
             )
         );
     }
