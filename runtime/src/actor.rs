@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use vigil_connectors::kafka::BatchSpan;
 use vigil_engine::models::ModelSet;
-use vigil_engine::scoring::{AccountInfo, Alert, ApplyOutcome, ScoringConfig, ScoringCore, ShardId};
+use vigil_engine::scoring::{AccountInfo, Alert, ApplyOutcome, DAY_MS, ScoringConfig, ScoringCore, ShardId};
 
 use crate::checkpoint::PartitionProgress;
 use crate::error::Result;
@@ -230,7 +230,10 @@ impl PartitionActor {
         let outcome = match self.clock {
             _ if batch.num_rows() == 0 => ApplyOutcome::default(),
             Clock::EventSteps { step_ms } => self.apply_in_steps(&batch, step_ms)?,
-            _ => self.apply_rows(&batch)?,
+            // The daily sweep (each account's score of the day, behind `trend_7d`) happens as
+            // event time enters a new UTC day, before that day's first row: what it records
+            // depends on the sequence of events, not on where batches or ticks fell.
+            Clock::Event | Clock::Wall => self.apply_in_steps(&batch, DAY_MS)?,
         };
         let p = &mut self.progress;
         match &span {

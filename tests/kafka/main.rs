@@ -1,6 +1,7 @@
 //! Integration tests of the Kafka source against a real Apache Kafka broker (started once for
 //! this test binary by `vigil-testkit`, or the one named by `VIGIL_TEST_KAFKA`).
 
+mod arrival_speed;
 mod broker_outage;
 mod common;
 mod compression;
