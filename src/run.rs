@@ -13,8 +13,8 @@ use vigil_connectors::kafka::{self, KafkaScoresSink};
 use vigil_connectors::outbox::{HookAlert, HookDispatcher};
 use vigil_connectors::routing::HooksConfig;
 use vigil_engine::rules::RuleAlert;
+use vigil_queries::postgres::Credentials;
 use vigil_queries::rules::RuleSet;
-use vigil_queries::server::Credentials;
 
 use crate::config::{ClockMode, VigilConfig};
 use crate::http::Health;
@@ -77,9 +77,11 @@ async fn forward_rule_alerts(
 
 /// Every second: consumer lag and hook delivery counts into the metrics;
 /// ready while the source holds partitions (restored) and runs; stalled (`/healthz` 503) by
-/// the rules of [`vigil_connectors::stall::StallWatch`] with the bound `stall_after`.
+/// the rules of [`vigil_connectors::stall::StallWatch`] with the bound `stall_after`, or when
+/// the scores topic has refused every send for that long.
 async fn observe(
     source: Arc<vigil_connectors::SourceMetrics>,
+    scores: Option<Arc<PendingScores>>,
     hooks: Option<Arc<HookDispatcher>>,
     metrics: Arc<RunMetrics>,
     health: Arc<Health>,
@@ -104,7 +106,12 @@ async fn observe(
         let now = Instant::now();
         let view = source.view(now);
         health.set_ready(view.assigned > 0 && !*stop.borrow());
-        health.set_stalled(stall.check(now, &view, stall_after));
+        let sink_failing = scores
+            .as_ref()
+            .and_then(|s| s.failing_for())
+            .filter(|(for_, _)| *for_ >= stall_after)
+            .map(|(for_, why)| format!("scores topic: sending has failed for {} s: {why}", for_.as_secs()));
+        health.set_stalled(stall.check(now, &view, stall_after).or(sink_failing));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
@@ -183,9 +190,15 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
                 user: cfg.sql.user.clone(),
                 password: password.clone(),
             };
-            let (addr, task) = start_sql_server(cfg.sql.listen, live.analyst.clone(), creds, stop_rx.clone())
-                .await
-                .with_context(|| format!("SQL server on {}", cfg.sql.listen))?;
+            let (addr, task) = start_sql_server(
+                cfg.sql.listen,
+                live.analyst.clone(),
+                creds,
+                cfg.sql.auth,
+                stop_rx.clone(),
+            )
+            .await
+            .with_context(|| format!("SQL server on {}", cfg.sql.listen))?;
             tracing::info!(%addr, user = %cfg.sql.user, "SQL server listening (read-only)");
             Some(task)
         }
@@ -217,7 +230,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
         alerts: live.alerts.clone(),
         flush_rows: cfg.history.flush_rows.max(1),
         hooks: hook_tx,
-        scores,
+        scores: scores.clone(),
         print_alerts: cfg.print_alerts,
         metrics: Some(metrics.clone()),
         lines: Vec::new(),
@@ -259,6 +272,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
     }
     tasks.push(tokio::spawn(observe(
         source.metrics().clone(),
+        scores.clone(),
         dispatcher.clone(),
         metrics.clone(),
         health.clone(),

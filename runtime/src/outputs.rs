@@ -121,6 +121,8 @@ pub fn tier_of(is_key: bool) -> Tier {
 pub struct PendingScores {
     latest: Mutex<HashMap<String, HealthScore>>,
     wake: Notify,
+    /// Since when sending has failed, and the last error (`None` while it works).
+    failing: Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl PendingScores {
@@ -140,22 +142,46 @@ impl PendingScores {
             .unwrap_or_default()
     }
 
+    /// How long sending has been failing and why, if it is (for `/healthz`).
+    pub fn failing_for(&self) -> Option<(Duration, String)> {
+        let failing = self.failing.lock().ok()?;
+        failing.as_ref().map(|(since, why)| (since.elapsed(), why.clone()))
+    }
+
+    fn set_failing(&self, error: Option<String>) {
+        if let Ok(mut f) = self.failing.lock() {
+            match error {
+                None => *f = None,
+                Some(e) => {
+                    let since = f.as_ref().map_or_else(std::time::Instant::now, |(s, _)| *s);
+                    *f = Some((since, e));
+                }
+            }
+        }
+    }
+
     /// Sends pending scores until `stop` turns true, then sends what is left. Failed sends
     /// (after the sink's own retries) go back into the pending set, unless a newer score came.
     pub async fn run(self: Arc<Self>, sink: KafkaScoresSink, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let stopping = *stop.borrow();
             let batch = self.take();
-            if !batch.is_empty()
-                && let Err(e) = sink.send_all(&batch).await
-            {
+            let sent = if batch.is_empty() {
+                Ok(0)
+            } else {
+                sink.send_all(&batch).await
+            };
+            if let Err(e) = sent {
                 tracing::warn!(error = %e, n = batch.len(), "scores topic: sending failed, will retry");
+                self.set_failing(Some(e.to_string()));
                 if let Ok(mut m) = self.latest.lock() {
                     for s in batch {
                         m.entry(s.account_id.clone()).or_insert(s);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            } else if !batch.is_empty() {
+                self.set_failing(None);
             }
             if stopping {
                 let left = self.take();
