@@ -253,6 +253,9 @@ pub struct SqlServerConfig {
     /// No password, no server (`VIGIL_SQL__PASSWORD`).
     #[serde(default)]
     pub password: Option<String>,
+    /// How clients prove the password: `scram-sha-256` (default) or `md5` (old clients only).
+    #[serde(default)]
+    pub auth: vigil_queries::postgres::AuthMethod,
 }
 
 impl std::fmt::Debug for SqlServerConfig {
@@ -261,6 +264,7 @@ impl std::fmt::Debug for SqlServerConfig {
             .field("listen", &self.listen)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -278,6 +282,7 @@ impl Default for SqlServerConfig {
             listen: default_sql_listen(),
             user: default_sql_user(),
             password: None,
+            auth: Default::default(),
         }
     }
 }

@@ -87,6 +87,17 @@ impl AnalystBuilder {
             }
         }
         crate::udf::register_all(&ctx);
+        // The Postgres catalog (`pg_catalog.*`, `current_database()`, `format_type`, ...) that
+        // psql, JDBC and BI tools read to list tables and columns.
+        datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog(
+            &ctx,
+            "vigil",
+            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| QueryError::DataFusion(*e))?;
+        for f in crate::postgres::catalog_functions::all() {
+            ctx.register_udf(f);
+        }
 
         let alerts = match self.alerts {
             Some(a) => a,

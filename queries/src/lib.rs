@@ -12,7 +12,8 @@
 //! - [`context`]: [`Analyst`], the session tying it together.
 //! - [`models`]: customer summaries from the history, stored model fits, the `models` table.
 //! - [`load`]: events from JSON Lines. [`output`]: table, CSV, JSON, Parquet output.
-//! - [`server`]: the Postgres wire protocol server..
+//! - [`postgres`]: the Postgres wire server on datafusion-postgres: pg_catalog, parameters,
+//!   transactions and session settings, SCRAM-SHA-256 logins, behind the read-only guard.
 //! - [`sort`]: event batches sorted by event time in bounded memory (spilling to disk).
 //!
 //! The `vigil sql`, `vigil query` and `vigil serve` commands live in the `vigil` binary.
@@ -28,10 +29,10 @@ pub mod load;
 pub mod models;
 pub mod named;
 pub mod output;
+pub mod postgres;
 pub mod readonly;
 pub mod rules;
 pub mod segments;
-pub mod server;
 pub mod snapshot;
 pub mod sort;
 pub mod udf;

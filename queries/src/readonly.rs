@@ -62,7 +62,7 @@ pub fn check_statement(s: &DfStatement) -> Result<()> {
     }
 }
 
-fn check_sql_statement(s: &Statement) -> Result<()> {
+pub(crate) fn check_sql_statement(s: &Statement) -> Result<()> {
     match s {
         Statement::Query(_) => check_relations(s),
         Statement::Explain { statement, .. } => check_sql_statement(statement),

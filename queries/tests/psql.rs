@@ -4,9 +4,8 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::sync::Arc;
 
-use vigil_queries::server::{Credentials, Server};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer};
 
 const PASSWORD: &str = "s3cret-for-tests";
 
@@ -68,13 +67,14 @@ fn psql_end_to_end() {
         .unwrap();
     let (dir, analyst) = rt.block_on(common::analyst("retention"));
     let server = rt
-        .block_on(Server::bind(
+        .block_on(PgServer::bind(
             "127.0.0.1:0".parse().unwrap(),
-            Arc::new(analyst),
+            &analyst,
             Credentials {
                 user: "vigil".into(),
                 password: PASSWORD.into(),
             },
+            AuthMethod::ScramSha256,
         ))
         .unwrap();
     let port = server.local_addr().unwrap().port();
@@ -118,7 +118,13 @@ fn psql_end_to_end() {
         ("SELECT * FROM '/etc/passwd'", "file"),
     ] {
         let err = refused(port, PASSWORD, sql);
-        assert!(err.contains("refused") && err.contains(word), "{sql}: {err}");
+        // DataFusion's own `CREATE EXTERNAL TABLE` is not even Postgres syntax to the server's
+        // parser: it never plans.
+        let never_parsed = word == "CREATE EXTERNAL TABLE" && err.contains("sql parser error");
+        assert!(
+            never_parsed || err.contains("refused") && err.contains(word),
+            "{sql}: {err}"
+        );
         eprintln!("{sql}\n  -> {}", err.trim());
     }
     assert!(!std::path::Path::new("/tmp/vigil-psql-copy.parquet").exists());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_queries::server::{Credentials, Server};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer};
 
 use vigil_engine::scoring::{AccountInfo, alert_schema};
 use vigil_queries::accounts::{Account, accounts_table};
@@ -84,9 +84,10 @@ pub async fn start_sql_server(
     listen: SocketAddr,
     analyst: Arc<Analyst>,
     creds: Credentials,
+    method: AuthMethod,
     mut stop: watch::Receiver<bool>,
 ) -> vigil_queries::Result<(SocketAddr, JoinHandle<()>)> {
-    let server = Server::bind(listen, analyst, creds).await?;
+    let server = PgServer::bind(listen, &analyst, creds, method).await?;
     let addr = server.local_addr()?;
     let task = tokio::spawn(async move {
         let stopped = async move { while stop.changed().await.is_ok() && !*stop.borrow() {} };

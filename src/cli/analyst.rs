@@ -14,7 +14,7 @@ use vigil_queries::datafusion::dataframe::DataFrame;
 use vigil_queries::Analyst;
 use vigil_queries::named;
 use vigil_queries::output::{Format, write_batches};
-use vigil_queries::server::{Credentials, Server};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer};
 
 /// Where the data is and how to print results.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,12 +72,32 @@ pub struct ServeArgs {
     /// The user name clients log in with.
     #[arg(long, env = "VIGIL_PG_USER", default_value = "vigil")]
     pub user: String,
-    /// The password clients log in with (MD5 authentication).
+    /// The password clients log in with.
     #[arg(long, env = "VIGIL_PG_PASSWORD", hide_env_values = true)]
     pub password: String,
+    /// How clients prove the password: SCRAM-SHA-256, or MD5 for old clients only.
+    #[arg(long, value_enum, default_value = "scram-sha-256")]
+    pub auth: AuthArg,
     /// Data directory (see `vigil sql --help`).
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+}
+
+/// `vigil serve --auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthArg {
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    Md5,
+}
+
+impl From<AuthArg> for AuthMethod {
+    fn from(a: AuthArg) -> AuthMethod {
+        match a {
+            AuthArg::ScramSha256 => AuthMethod::ScramSha256,
+            AuthArg::Md5 => AuthMethod::Md5,
+        }
+    }
 }
 
 async fn open(dir: &std::path::Path) -> anyhow::Result<Analyst> {
@@ -147,14 +167,15 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.password.is_empty() {
         anyhow::bail!("an empty password is not allowed (set VIGIL_PG_PASSWORD)");
     }
-    let analyst = Arc::new(open(&args.data_dir).await?);
-    let server = Server::bind(
+    let analyst = open(&args.data_dir).await?;
+    let server = PgServer::bind(
         args.listen,
-        analyst,
+        &analyst,
         Credentials {
             user: args.user.clone(),
             password: args.password.clone(),
         },
+        args.auth.into(),
     )
     .await?;
     eprintln!(

@@ -198,13 +198,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let view = view::spawn(parts.clone(), sim_now.clone(), alerts.clone(), start_ms, stop.clone());
     let (sql_stop_tx, sql_stop) = tokio::sync::watch::channel(false);
-    let creds = vigil_queries::server::Credentials {
+    let creds = vigil_queries::postgres::Credentials {
         user: "vigil".into(),
         password: opts.sql_password.clone(),
     };
-    let started =
-        vigil_runtime::live::start_sql_server(opts.sql_listen, live.analyst.clone(), creds.clone(), sql_stop.clone())
-            .await;
+    let started = vigil_runtime::live::start_sql_server(
+        opts.sql_listen,
+        live.analyst.clone(),
+        creds.clone(),
+        Default::default(),
+        sql_stop.clone(),
+    )
+    .await;
     let (sql_addr, sql_task) = match started {
         Ok(s) => s,
         // The default port is taken (another demo?): any free port.
@@ -212,6 +217,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             live.analyst.clone(),
             creds,
+            Default::default(),
             sql_stop,
         )
         .await

@@ -1,0 +1,336 @@
+//! Analysts' clients against `vigil serve`, clients vigil's developers did not write: psql
+//! (its catalog commands `\dt`, `\dv`, `\d health`, `\l`, `\df`; a SCRAM-SHA-256 login; a
+//! wrong password refused; writes refused with SQLSTATE 25006 while the session stays usable;
+//! session settings and a read-only transaction accepted).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::vigil;
+
+const PASSWORD: &str = "analyst-pw";
+
+/// A data directory with a replayed history of 2,000 events over 40 accounts.
+fn data_dir(root: &Path) -> PathBuf {
+    let file = root.join("events.jsonl");
+    let lines: Vec<String> = (0..2_000)
+        .map(|i| vigil::sample::contract_event(i, 40, 1_780_000_000_000 + i as i64 * 600_000).to_json())
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("events file");
+    let data = root.join("data");
+    vigil(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--quiet",
+    ]);
+    data
+}
+
+/// `vigil serve` on a free port; killed when dropped.
+struct Serve {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, extra: &[&str]) -> Serve {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("VIGIL_PG_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vigil serve starts");
+    let server = Serve { child, port };
+    // Ready once psql gets an answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = psql(server.port, PASSWORD, &["-c", "SELECT 1"]);
+        if out.status.success() {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vigil serve never answered psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// psql as user `vigil` with `password`, unaligned output, `args` after the connection.
+fn psql(port: u16, password: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "vigil",
+            "-d",
+            "vigil",
+            "-X",
+            "-A",
+        ])
+        .args(args)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs (postgresql-client)")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a psql script with `ON_ERROR_STOP` off and verbose errors (SQLSTATE shown).
+fn script(port: u16, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "vigil",
+            "-d",
+            "vigil",
+            "-X",
+            "-A",
+        ])
+        .args([
+            "-v",
+            "VERBOSITY=verbose",
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-c",
+            "\\set VERBOSITY verbose",
+        ])
+        .args(["-f", "-"])
+        .env("PGPASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(sql.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("psql runs");
+    text(&out)
+}
+
+#[test]
+fn psql_browses_the_catalog_logs_in_with_scram_and_is_refused_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path());
+    let server = serve(&data, &[]);
+    let port = server.port;
+
+    let ok = |args: &[&str]| {
+        let out = psql(port, PASSWORD, args);
+        assert!(out.status.success(), "psql {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tables = ok(&["-c", "\\dt"]);
+    for t in ["health", "events", "accounts", "alert_raises"] {
+        assert!(tables.contains(&format!("|{t}|")), "\\dt lists {t}:\n{tables}");
+    }
+    let views = ok(&["-c", "\\dv"]);
+    for v in ["alerts", "churned_accounts"] {
+        assert!(views.contains(&format!("|{v}|")), "\\dv lists {v}:\n{views}");
+    }
+    let health = ok(&["-c", "\\d health"]);
+    for column in ["account_id|text", "score|double precision", "trend_7d|double precision"] {
+        assert!(health.contains(column), "\\d health shows {column}:\n{health}");
+    }
+    let databases = ok(&["-c", "\\l"]);
+    assert!(databases.lines().any(|l| l.starts_with("vigil|")), "\\l:\n{databases}");
+    ok(&["-c", "\\df"]);
+    let who = ok(&["-t", "-c", "SELECT current_database(), current_schema()"]);
+    assert_eq!(who.trim(), "vigil|public");
+
+    // What JDBC and psycopg send before their first query, and a read-only transaction.
+    let session = script(
+        port,
+        "SET extra_float_digits = 3;\nSET application_name = 'psql-test';\nBEGIN READ ONLY;\n\
+         SELECT count(*) AS n FROM health;\nCOMMIT;\n",
+    );
+    assert!(session.contains("\n40\n"), "{session}");
+    assert!(!session.contains("ERROR"), "{session}");
+
+    // Every write, file read and DDL is refused with 25006; the session goes on.
+    let refused = script(
+        port,
+        "DROP TABLE accounts;\nINSERT INTO accounts (account_id) VALUES ('x');\n\
+         COPY events TO '/tmp/vigil-copy.csv';\nSELECT * FROM '/etc/passwd';\n\
+         CREATE TABLE t AS SELECT 1;\nSET datafusion.execution.batch_size = 1;\nSELECT 41 + 1 AS answer;\n",
+    );
+    assert_eq!(refused.matches("25006").count(), 6, "{refused}");
+    assert!(refused.contains("\n42\n"), "the session stays usable: {refused}");
+    assert!(!Path::new("/tmp/vigil-copy.csv").exists());
+
+    // A wrong password is refused; the server goes on.
+    let wrong = psql(port, "not-the-password", &["-c", "SELECT 1"]);
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).to_lowercase().contains("password authentication failed"),
+        "{}",
+        text(&wrong)
+    );
+    ok(&["-c", "SELECT 1"]);
+}
+
+/// A Python with psycopg 3 from PyPI: a virtual environment made once under the target
+/// directory (`python3 -m venv`, `pip install psycopg[binary]`).
+fn python_with_psycopg() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let env = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv-psycopg");
+            let python = env.join("bin").join("python");
+            let has = |p: &Path| {
+                Command::new(p)
+                    .args(["-c", "import psycopg"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if !has(&python) {
+                let run = |cmd: &mut Command| {
+                    let out = cmd.output().expect("runs");
+                    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+                };
+                run(Command::new("python3").args(["-m", "venv"]).arg(&env));
+                run(Command::new(&python).args(["-m", "pip", "install", "-q", "psycopg[binary]==3.3.9"]));
+            }
+            python
+        })
+        .clone()
+}
+
+#[test]
+fn psycopg_logs_in_with_scram_only_and_runs_parameters_in_its_default_transaction_mode() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path());
+    let server = serve(&data, &[]);
+    let program = r#"
+import sys
+import psycopg
+port, password = sys.argv[1], sys.argv[2]
+# libpq refuses any login but SCRAM-SHA-256 here.
+dsn = f"host=127.0.0.1 port={port} dbname=vigil user=vigil password={password} require_auth=scram-sha-256"
+with psycopg.connect(dsn) as conn:            # default mode: every query inside BEGIN
+    cur = conn.execute("SELECT count(*) FROM health WHERE score >= %s AND account_id <> %s", (0, "nobody"))
+    print("count", cur.fetchone()[0])
+    cur = conn.execute("SELECT account_id, score FROM health WHERE account_id = %s", ("acct-0000007",))
+    print("one", cur.fetchone()[0])
+    try:
+        conn.execute("DELETE FROM accounts WHERE account_id = %s", ("x",))
+        print("write accepted")
+    except psycopg.Error as e:
+        print("refused", e.sqlstate)
+    conn.rollback()
+    print("after", conn.execute("SELECT 40 + %s", (2,)).fetchone()[0])
+try:
+    psycopg.connect(f"host=127.0.0.1 port={port} dbname=vigil user=vigil password=wrong")
+    print("wrong password accepted")
+except psycopg.OperationalError as e:
+    print("wrong password refused", "authentication failed" in str(e).lower())
+"#;
+    let out = Command::new(python_with_psycopg())
+        .args(["-c", program, &server.port.to_string(), PASSWORD])
+        .output()
+        .expect("python runs");
+    let got = text(&out);
+    assert!(out.status.success(), "{got}");
+    assert!(got.contains("count 40\n"), "{got}");
+    assert!(got.contains("one acct-0000007\n"), "{got}");
+    assert!(got.contains("refused 25006\n"), "{got}");
+    assert!(got.contains("after 42\n"), "{got}");
+    assert!(got.contains("wrong password refused True\n"), "{got}");
+}
+
+/// The PostgreSQL JDBC driver from Maven Central (what DBeaver, Metabase, DataGrip and Tableau
+/// use), fetched once into the target directory with `mvn dependency:copy`.
+fn jdbc_jar() -> PathBuf {
+    static JAR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    JAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jdbc");
+        let jar = dir.join("postgresql-42.7.14.jar");
+        if !jar.exists() {
+            let out = Command::new("mvn")
+                .args([
+                    "-B",
+                    "-q",
+                    "dependency:copy",
+                    "-Dartifact=org.postgresql:postgresql:42.7.14",
+                ])
+                .arg(format!("-DoutputDirectory={}", dir.display()))
+                .output()
+                .expect("mvn runs (maven)");
+            assert!(out.status.success(), "fetching the JDBC driver: {}", text(&out));
+        }
+        jar
+    })
+    .clone()
+}
+
+#[test]
+fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_statement() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path());
+    let server = serve(&data, &[]);
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/jdbc/VigilJdbc.java");
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(jdbc_jar())
+        .arg(program)
+        .args([&server.port.to_string(), PASSWORD])
+        .output()
+        .expect("java runs");
+    let got = text(&out);
+    assert!(out.status.success(), "{got}");
+    assert!(got.contains("product PostgreSQL\n"), "{got}");
+    for t in [
+        "table health TABLE",
+        "table events TABLE",
+        "table accounts TABLE",
+        "table alerts VIEW",
+    ] {
+        assert!(got.contains(&format!("{t}\n")), "getTables lists {t}: {got}");
+    }
+    for c in [
+        "column account_id text",
+        "column score float8",
+        "column last_seen timestamptz",
+    ] {
+        assert!(got.contains(&format!("{c}\n")), "getColumns lists {c}: {got}");
+    }
+    assert!(got.contains("count 40\n"), "{got}");
+    assert!(got.contains("named "), "{got}");
+    assert!(got.contains("refused 25006\n"), "{got}");
+    assert!(got.contains("after 42\n"), "{got}");
+}
