@@ -75,24 +75,30 @@ fn serve(data: &Path, extra: &[&str]) -> Serve {
     }
 }
 
-/// psql as user `vigil` with `password`, unaligned output, `args` after the connection.
+/// psql connecting as user `vigil` with `password`, unaligned output, no `.psqlrc`.
+fn psql_command(port: u16, password: &str) -> Command {
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "vigil",
+        "-d",
+        "vigil",
+        "-X",
+        "-A",
+    ])
+    .env("PGPASSWORD", password)
+    .env("PGCONNECT_TIMEOUT", "10");
+    cmd
+}
+
+/// psql with `args` after the connection.
 fn psql(port: u16, password: &str, args: &[&str]) -> Output {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "vigil",
-            "-d",
-            "vigil",
-            "-X",
-            "-A",
-        ])
+    psql_command(port, password)
         .args(args)
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("psql runs (postgresql-client)")
 }
@@ -107,19 +113,7 @@ fn text(out: &Output) -> String {
 
 /// Runs a psql script with `ON_ERROR_STOP` off and verbose errors (SQLSTATE shown).
 fn script(port: u16, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "vigil",
-            "-d",
-            "vigil",
-            "-X",
-            "-A",
-        ])
+    let out = psql_command(port, PASSWORD)
         .args([
             "-v",
             "VERBOSITY=verbose",
@@ -127,9 +121,9 @@ fn script(port: u16, sql: &str) -> String {
             "ON_ERROR_STOP=0",
             "-c",
             "\\set VERBOSITY verbose",
+            "-f",
+            "-",
         ])
-        .args(["-f", "-"])
-        .env("PGPASSWORD", PASSWORD)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

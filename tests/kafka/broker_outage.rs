@@ -13,24 +13,32 @@ use crate::vigil_proc::{
     wait_for_messages,
 };
 
-#[test]
-fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
-    const N: usize = 120_000;
-    const ACCOUNTS: usize = 2_000;
-    let mut broker = RestartableBroker::start_new().unwrap_or_else(|e| panic!("private broker: {e}"));
+/// A private broker (these tests stop it) with a topic of `partitions` and its dead-letter
+/// topic, a temporary directory, and a `vigil run` over them named `name`.
+fn private_broker_run(name: &str, partitions: i32) -> (RestartableBroker, tempfile::TempDir, RunSpec) {
+    let broker = RestartableBroker::start_new().unwrap_or_else(|e| panic!("private broker: {e}"));
     let b = broker.client();
-    let topic = unique_name("outage");
-    b.create_topic(&topic, 4);
+    let topic = unique_name(name);
+    b.create_topic(&topic, partitions);
     b.create_topic(&format!("{topic}.dlq"), 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = RunSpec {
         bootstrap: broker.bootstrap.clone(),
-        topic: topic.clone(),
+        topic,
         group: unique_name("group"),
-        data_dir: dir.path().join("outage"),
-        checkpoint_dir: dir.path().join("outage-checkpoints"),
+        data_dir: dir.path().join(name),
+        checkpoint_dir: dir.path().join(format!("{name}-checkpoints")),
         instance: None,
     };
+    (broker, dir, spec)
+}
+
+#[test]
+fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
+    const N: usize = 120_000;
+    const ACCOUNTS: usize = 2_000;
+    let (mut broker, dir, spec) = private_broker_run("outage", 4);
+    let (b, topic) = (broker.client(), spec.topic.clone());
     let half = N / 2;
     b.produce(&topic, "lz4", (0..half).map(|i| message(i, ACCOUNTS)));
     // The group's state machine goes to a file, printed if the test fails: the rejoin after the
@@ -96,20 +104,8 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
 fn a_consumer_stalled_past_the_watchdog_bound_is_replaced_and_resumes() {
     const N: usize = 20_000;
     const ACCOUNTS: usize = 500;
-    let mut broker = RestartableBroker::start_new().unwrap_or_else(|e| panic!("private broker: {e}"));
-    let b = broker.client();
-    let topic = unique_name("wedged");
-    b.create_topic(&topic, 2);
-    b.create_topic(&format!("{topic}.dlq"), 1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spec = RunSpec {
-        bootstrap: broker.bootstrap.clone(),
-        topic: topic.clone(),
-        group: unique_name("group"),
-        data_dir: dir.path().join("wedged"),
-        checkpoint_dir: dir.path().join("wedged-checkpoints"),
-        instance: None,
-    };
+    let (mut broker, dir, spec) = private_broker_run("wedged", 2);
+    let (b, topic) = (broker.client(), spec.topic.clone());
     let half = N / 2;
     b.produce(&topic, "lz4", (0..half).map(|i| message(i, ACCOUNTS)));
     let log = dir.path().join("wedged.log");
