@@ -256,6 +256,25 @@ pub struct SqlServerConfig {
     /// How clients prove the password: `scram-sha-256` (default) or `md5` (old clients only).
     #[serde(default)]
     pub auth: vigil_queries::postgres::AuthMethod,
+    /// TLS: the server's certificate chain (PEM); with `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the certificate's private key (PEM); with `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl SqlServerConfig {
+    /// The TLS files, when both are set.
+    pub fn tls(&self) -> Option<vigil_queries::postgres::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(vigil_queries::postgres::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for SqlServerConfig {
@@ -283,6 +302,8 @@ impl Default for SqlServerConfig {
             user: default_sql_user(),
             password: None,
             auth: Default::default(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

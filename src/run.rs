@@ -195,6 +195,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
                 live.analyst.clone(),
                 creds,
                 cfg.sql.auth,
+                cfg.sql.tls().as_ref(),
                 stop_rx.clone(),
             )
             .await

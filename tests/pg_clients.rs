@@ -328,3 +328,59 @@ fn the_jdbc_driver_lists_tables_and_columns_and_runs_a_prepared_statement() {
     assert!(got.contains("refused 25006\n"), "{got}");
     assert!(got.contains("after 42\n"), "{got}");
 }
+
+#[test]
+fn psql_over_tls_logs_in_with_scram_bound_to_the_certificate() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path());
+    // A self-signed certificate made by openssl, as an operator would.
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let server = serve(
+        &data,
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=vigil dbname=vigil sslmode=require channel_binding=require",
+        server.port
+    );
+    let out = Command::new("psql")
+        .args([
+            conninfo.as_str(),
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "\\conninfo",
+            "-c",
+            "SELECT count(*) FROM health",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .expect("psql runs");
+    let got = text(&out);
+    assert!(out.status.success(), "{got}");
+    assert!(got.contains("SSL connection (protocol: TLSv1."), "{got}");
+    assert!(got.contains("\n40\n"), "{got}");
+    // Without TLS the same server still answers (TLS is offered, not required).
+    let plain = psql(server.port, PASSWORD, &["-t", "-c", "SELECT 1"]);
+    assert!(plain.status.success(), "{}", text(&plain));
+}

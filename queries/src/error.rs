@@ -42,6 +42,9 @@ pub enum QueryError {
     /// A statement was refused because the session is read-only.
     #[error("refused: {0}")]
     Refused(String),
+
+    #[error("TLS for the SQL server ({path}): {detail}")]
+    Tls { path: String, detail: String },
     /// An accounts file is malformed.
     #[error("accounts: {0}")]
     Accounts(String),

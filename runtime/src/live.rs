@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_queries::postgres::{AuthMethod, Credentials, PgServer};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, TlsFiles};
 
 use vigil_engine::scoring::{AccountInfo, alert_schema};
 use vigil_queries::accounts::{Account, accounts_table};
@@ -85,9 +85,13 @@ pub async fn start_sql_server(
     analyst: Arc<Analyst>,
     creds: Credentials,
     method: AuthMethod,
+    tls: Option<&TlsFiles>,
     mut stop: watch::Receiver<bool>,
 ) -> vigil_queries::Result<(SocketAddr, JoinHandle<()>)> {
-    let server = PgServer::bind(listen, &analyst, creds, method).await?;
+    let mut server = PgServer::bind(listen, &analyst, creds, method).await?;
+    if let Some(files) = tls {
+        server = server.with_tls(files)?;
+    }
     let addr = server.local_addr()?;
     let task = tokio::spawn(async move {
         let stopped = async move { while stop.changed().await.is_ok() && !*stop.borrow() {} };

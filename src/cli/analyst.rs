@@ -14,7 +14,7 @@ use vigil_queries::datafusion::dataframe::DataFrame;
 use vigil_queries::Analyst;
 use vigil_queries::named;
 use vigil_queries::output::{Format, write_batches};
-use vigil_queries::postgres::{AuthMethod, Credentials, PgServer};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, TlsFiles};
 
 /// Where the data is and how to print results.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// How clients prove the password: SCRAM-SHA-256, or MD5 for old clients only.
     #[arg(long, value_enum, default_value = "scram-sha-256")]
     pub auth: AuthArg,
+    /// TLS: the server's certificate chain (PEM); with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the certificate's private key (PEM); with --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Data directory (see `vigil sql --help`).
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -178,6 +184,13 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         args.auth.into(),
     )
     .await?;
+    let server = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => server.with_tls(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?,
+        _ => server,
+    };
     eprintln!(
         "vigil serve: listening on {} (user {}), read-only",
         server.local_addr()?,

@@ -207,6 +207,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         live.analyst.clone(),
         creds.clone(),
         Default::default(),
+        None,
         sql_stop.clone(),
     )
     .await;
@@ -218,6 +219,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             live.analyst.clone(),
             creds,
             Default::default(),
+            None,
             sql_stop,
         )
         .await

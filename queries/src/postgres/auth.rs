@@ -102,10 +102,12 @@ pub(crate) enum Login {
 }
 
 impl Login {
-    /// A handler for one new connection, registered with `connections` (query cancellation).
+    /// A handler for one new connection, registered with `connections` (query cancellation);
+    /// with the server's certificate chain `cert_pem` (TLS), SCRAM offers channel binding.
     pub fn new(
         method: AuthMethod,
         creds: &Credentials,
+        cert_pem: Option<&[u8]>,
         params: Arc<DefaultServerParameterProvider>,
         connections: Arc<ConnectionManager>,
     ) -> Login {
@@ -113,6 +115,11 @@ impl Login {
             AuthMethod::ScramSha256 => {
                 let mut scram = ScramAuth::new(Arc::new(ScramSource { creds: creds.clone() }));
                 scram.set_iterations(SCRAM_ITERATIONS);
+                if let Some(pem) = cert_pem
+                    && let Err(e) = scram.configure_certificate(pem)
+                {
+                    tracing::warn!(error = %e, "SCRAM without channel binding: the certificate could not be read for it");
+                }
                 Login::Scram(
                     SASLAuthStartupHandler::new(params)
                         .with_scram(scram)

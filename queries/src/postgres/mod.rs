@@ -2,12 +2,13 @@
 //! Postgres compatibility (pg_catalog and the catalog functions psql, JDBC and BI tools read,
 //! the extended protocol with parameters, cursors, `SET`/`SHOW`, transactions, statement
 //! timeouts) behind vigil's read-only guard ([`guard::ReadOnlyHook`], first of the hooks), with
-//! SCRAM-SHA-256 logins ([`auth`]) and query cancellation. Every refused statement answers with
+//! SCRAM-SHA-256 logins ([`auth`]), TLS ([`tls`]) and query cancellation. Every refused statement answers with
 //! a SQLSTATE and leaves the session usable; a failed login closes only that connection.
 
 pub mod auth;
 pub mod catalog_functions;
 pub mod guard;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use tokio::net::TcpListener;
 
 pub use auth::{AuthMethod, Credentials};
+pub use tls::TlsFiles;
 
 use crate::context::Analyst;
 use crate::error::{QueryError, Result};
@@ -60,6 +62,8 @@ pub struct PgServer {
     context: Arc<SessionContext>,
     creds: Credentials,
     method: AuthMethod,
+    /// The TLS acceptor and the certificate chain (PEM), when TLS is configured.
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<Vec<u8>>)>,
 }
 
 impl Debug for PgServer {
@@ -67,6 +71,7 @@ impl Debug for PgServer {
         f.debug_struct("PgServer")
             .field("addr", &self.listener.local_addr().ok())
             .field("method", &self.method)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -93,7 +98,16 @@ impl PgServer {
             context: Arc::new(analyst.context().clone()),
             creds,
             method,
+            tls: None,
         })
+    }
+
+    /// Offers TLS with the certificate and key of `files` (read now: a bad file fails here, with
+    /// its path). SCRAM logins over TLS bind the password proof to the certificate
+    /// (SCRAM-SHA-256-PLUS), so a man in the middle cannot relay them.
+    pub fn with_tls(mut self, files: &TlsFiles) -> Result<PgServer> {
+        self.tls = Some((files.acceptor()?, Arc::new(files.cert_pem()?)));
+        Ok(self)
     }
 
     /// The address the server listens on.
@@ -129,14 +143,16 @@ impl PgServer {
                 login: Arc::new(auth::Login::new(
                     self.method,
                     &self.creds,
+                    self.tls.as_ref().map(|(_, pem)| pem.as_slice()),
                     params.clone(),
                     connections.clone(),
                 )),
                 session: session.clone(),
                 cancel: cancel.clone(),
             };
+            let tls = self.tls.as_ref().map(|(acceptor, _)| acceptor.clone());
             tokio::spawn(async move {
-                if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                     tracing::debug!("connection from {peer} ended: {e}");
                 }
             });
