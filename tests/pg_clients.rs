@@ -1,5 +1,5 @@
 //! Analysts' clients against `vigil serve`, clients vigil's developers did not write: psql
-//! (its catalog commands `\dt`, `\dv`, `\d health`, `\l`, `\df`; a SCRAM-SHA-256 login; a
+//! (its catalog commands `\dt`, `\dv`, `\d health`, `\l`, `\df`, `\copy`; a SCRAM-SHA-256 login; a
 //! wrong password refused; writes refused with SQLSTATE 25006 while the session stays usable;
 //! session settings and a read-only transaction accepted).
 
@@ -186,6 +186,19 @@ fn psql_browses_the_catalog_logs_in_with_scram_and_is_refused_writes() {
     assert_eq!(refused.matches("25006").count(), 6, "{refused}");
     assert!(refused.contains("\n42\n"), "the session stays usable: {refused}");
     assert!(!Path::new("/tmp/vigil-copy.csv").exists());
+
+    // psql's \copy: the rows come over COPY TO STDOUT, psql writes the file.
+    let file = tmp.path().join("health.csv");
+    ok(&[
+        "-c",
+        &format!(
+            "\\copy (SELECT account_id, score FROM health ORDER BY account_id) TO '{}' WITH (FORMAT csv, HEADER)",
+            file.display()
+        ),
+    ]);
+    let csv = std::fs::read_to_string(&file).expect("psql wrote the file");
+    assert_eq!(csv.lines().count(), 41, "{csv}");
+    assert!(csv.starts_with("account_id,score\nacct-0000000,"), "{csv}");
 
     // A wrong password is refused; the server goes on.
     let wrong = psql(port, "not-the-password", &["-c", "SELECT 1"]);

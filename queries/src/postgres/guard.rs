@@ -65,6 +65,12 @@ pub fn check(statement: &Statement) -> PgWireResult<()> {
     match statement {
         Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => Ok(()),
         Statement::Set(set) => check_set(set),
+        // `COPY (query) TO STDOUT` sends rows to the client (psql's `\copy`); its query is
+        // checked like any other. Every other `COPY` falls through and is refused.
+        s if super::copy::copy_out_query(s).is_some() => {
+            let query = super::copy::copy_out_query(s).expect("matched").clone();
+            check(&Statement::Query(Box::new(query)))
+        }
         Statement::Declare { stmts } => stmts
             .iter()
             .filter_map(|d| d.for_query.as_ref())
@@ -165,6 +171,7 @@ mod tests {
             "DECLARE c CURSOR FOR SELECT * FROM health",
             "FETCH 10 FROM c",
             "CLOSE c",
+            "COPY (SELECT * FROM health) TO STDOUT WITH (FORMAT csv, HEADER)",
         ] {
             verdict(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
@@ -176,6 +183,8 @@ mod tests {
             ("COPY events TO '/tmp/x.csv'", "25006"),
             ("SELECT * FROM '/etc/passwd'", "25006"),
             ("DECLARE c CURSOR FOR SELECT * FROM '/etc/passwd'", "25006"),
+            ("COPY (SELECT * FROM '/etc/passwd') TO STDOUT", "25006"),
+            ("COPY events TO STDOUT", "25006"),
         ] {
             let e = verdict(sql).expect_err(sql);
             assert!(e.contains(code), "{sql}: {e}");

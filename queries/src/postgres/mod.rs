@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog_functions;
+pub mod copy;
 pub mod guard;
 pub mod tls;
 
@@ -80,6 +81,7 @@ impl Debug for PgServer {
 fn hooks() -> Vec<Arc<dyn QueryHook>> {
     vec![
         Arc::new(guard::ReadOnlyHook),
+        Arc::new(copy::CopyToStdoutHook),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
