@@ -1,9 +1,10 @@
 //! The analyst session over the Postgres wire protocol, served by datafusion-postgres: its
 //! Postgres compatibility (pg_catalog and the catalog functions psql, JDBC and BI tools read,
-//! the extended protocol with parameters, cursors, `SET`/`SHOW`, transactions, statement
-//! timeouts) behind vigil's read-only guard ([`guard::ReadOnlyHook`], first of the hooks), with
-//! SCRAM-SHA-256 logins ([`auth`]), TLS ([`tls`]) and query cancellation. Every refused statement answers with
-//! a SQLSTATE and leaves the session usable; a failed login closes only that connection.
+//! the extended protocol with parameters, cursors, `SET`/`SHOW`, transactions) behind vigil's
+//! read-only guard ([`guard::ReadOnlyHook`], first of the hooks), with SCRAM-SHA-256 logins
+//! ([`auth`]), TLS ([`tls`]) and `COPY (query) TO STDOUT` ([`copy`]). Every refused statement
+//! answers with a SQLSTATE and leaves the session usable; a failed login closes only that
+//! connection.
 
 pub mod auth;
 pub mod catalog_functions;
