@@ -239,7 +239,7 @@ fn python_with_psycopg() -> PathBuf {
 }
 
 #[test]
-fn psycopg_logs_in_with_scram_only_and_runs_parameters_in_its_default_transaction_mode() {
+fn psycopg_logs_in_with_scram_only_runs_parameters_in_its_default_transaction_mode_and_cancels() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = data_dir(tmp.path());
     let server = serve(&data, &[]);
@@ -261,6 +261,32 @@ with psycopg.connect(dsn) as conn:            # default mode: every query inside
         print("refused", e.sqlstate)
     conn.rollback()
     print("after", conn.execute("SELECT 40 + %s", (2,)).fetchone()[0])
+# A long query cancelled from another thread (libpq's cancel request, sent until it lands
+# while the query runs): it ends with 57014 and the connection answers the next query.
+import threading
+with psycopg.connect(dsn, autocommit=True) as conn:
+    done = threading.Event()
+    def cancel_until_done():
+        while not done.is_set():
+            conn.cancel_safe(timeout=5)
+            done.wait(0.2)
+    t = threading.Thread(target=cancel_until_done)
+    t.start()
+    try:
+        conn.execute("SELECT count(*) FROM generate_series(1, 500000000000)")
+        print("not cancelled")
+    except psycopg.errors.QueryCanceled as e:
+        print("cancelled", e.sqlstate)
+    finally:
+        done.set()
+        t.join()
+    print("after cancel", conn.execute("SELECT 7").fetchone()[0])
+    conn.execute("SET statement_timeout = 300")
+    try:
+        conn.execute("SELECT count(*) FROM generate_series(1, 500000000000)")
+        print("no timeout")
+    except psycopg.errors.QueryCanceled as e:
+        print("timed out", e.sqlstate, "statement timeout" in str(e))
 try:
     psycopg.connect(f"host=127.0.0.1 port={port} dbname=vigil user=vigil password=wrong")
     print("wrong password accepted")
@@ -278,6 +304,9 @@ except psycopg.OperationalError as e:
     assert!(got.contains("refused 25006\n"), "{got}");
     assert!(got.contains("after 42\n"), "{got}");
     assert!(got.contains("wrong password refused True\n"), "{got}");
+    assert!(got.contains("cancelled 57014\n"), "{got}");
+    assert!(got.contains("after cancel 7\n"), "{got}");
+    assert!(got.contains("timed out 57014 True\n"), "{got}");
 }
 
 /// The PostgreSQL JDBC driver from Maven Central (what DBeaver, Metabase, DataGrip and Tableau

@@ -2,7 +2,8 @@
 //! Postgres compatibility (pg_catalog and the catalog functions psql, JDBC and BI tools read,
 //! the extended protocol with parameters, cursors, `SET`/`SHOW`, transactions) behind vigil's
 //! read-only guard ([`guard::ReadOnlyHook`], first of the hooks), with SCRAM-SHA-256 logins
-//! ([`auth`]), TLS ([`tls`]) and `COPY (query) TO STDOUT` ([`copy`]). Every refused statement
+//! ([`auth`]), TLS ([`tls`]), `COPY (query) TO STDOUT` ([`copy`]) and cancel requests and
+//! statement timeouts that stop a query while its rows stream ([`interrupt`]). Every refused statement
 //! answers with a SQLSTATE and leaves the session usable; a failed login closes only that
 //! connection.
 
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod catalog_functions;
 pub mod copy;
 pub mod guard;
+pub mod interrupt;
 pub mod tls;
 
 use std::fmt::Debug;
@@ -36,7 +38,7 @@ use crate::error::{QueryError, Result};
 /// The handlers of one connection: its own login state, the shared query service.
 struct ConnectionHandlers {
     login: Arc<auth::Login>,
-    session: Arc<DfSessionService>,
+    session: Arc<interrupt::Interruptible>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -121,7 +123,9 @@ impl PgServer {
     /// Serves connections until `shutdown` completes. Each connection runs in its own task; one
     /// failing (bad password, protocol error, client gone) never stops the server.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let session = Arc::new(DfSessionService::new_with_hooks(self.context.clone(), hooks()));
+        let session = Arc::new(interrupt::Interruptible::new(Arc::new(
+            DfSessionService::new_with_hooks(self.context.clone(), hooks()),
+        )));
         let connections = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(connections.clone()));
         let params = Arc::new({
