@@ -33,6 +33,21 @@ fn private_broker_run(name: &str, partitions: i32) -> (RestartableBroker, tempfi
     (broker, dir, spec)
 }
 
+/// The health table of a run over `spec`'s stream of `n` messages without an outage (a new
+/// group, its own directories under `dir`).
+fn calm_health(spec: &RunSpec, dir: &std::path::Path, n: usize) -> String {
+    let calm = RunSpec {
+        group: unique_name("calm"),
+        data_dir: dir.join("calm"),
+        checkpoint_dir: dir.join("calm-checkpoints"),
+        ..spec.clone()
+    };
+    let mut child = calm.start();
+    wait_for_messages(&calm.checkpoint_dir, n as u64, Duration::from_secs(120), &mut child);
+    terminate(child);
+    health_csv(&calm.data_dir)
+}
+
 #[test]
 fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     const N: usize = 120_000;
@@ -79,17 +94,7 @@ fn broker_down_30s_mid_stream_then_no_loss_and_same_state() {
     assert_eq!(p.dead_lettered, bad_among(N));
     assert_eq!(p.duplicates, 0);
 
-    // The same stream without an outage.
-    let calm = RunSpec {
-        group: unique_name("calm"),
-        data_dir: dir.path().join("calm"),
-        checkpoint_dir: dir.path().join("calm-checkpoints"),
-        ..spec.clone()
-    };
-    let mut child = calm.start();
-    wait_for_messages(&calm.checkpoint_dir, N as u64, Duration::from_secs(120), &mut child);
-    terminate(child);
-    let expected = health_csv(&calm.data_dir);
+    let expected = calm_health(&spec, dir.path(), N);
     assert_eq!(expected.lines().count(), ACCOUNTS + 1);
     assert!(
         expected == health_csv(&spec.data_dir),
@@ -133,17 +138,8 @@ fn a_consumer_stalled_past_the_watchdog_bound_is_replaced_and_resumes() {
     assert_eq!(p.messages, N as u64, "no message lost or counted twice");
     assert_eq!(p.duplicates, 0);
 
-    let calm = RunSpec {
-        group: unique_name("calm"),
-        data_dir: dir.path().join("calm"),
-        checkpoint_dir: dir.path().join("calm-checkpoints"),
-        ..spec.clone()
-    };
-    let mut child = calm.start();
-    wait_for_messages(&calm.checkpoint_dir, N as u64, Duration::from_secs(120), &mut child);
-    terminate(child);
     assert!(
-        health_csv(&calm.data_dir) == health_csv(&spec.data_dir),
+        calm_health(&spec, dir.path(), N) == health_csv(&spec.data_dir),
         "the health table after the replacement differs from the calm run"
     );
 }
