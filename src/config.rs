@@ -262,9 +262,30 @@ pub struct SqlServerConfig {
     /// TLS: the certificate's private key (PEM); with `tls_cert`.
     #[serde(default)]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Rows one query may return (0: no limit); past it the query ends with SQLSTATE 54000.
+    #[serde(default = "default_max_result_rows")]
+    pub max_result_rows: u64,
+    /// Bytes of row data one query may return (0: no limit).
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: u64,
+}
+
+fn default_max_result_rows() -> u64 {
+    10_000_000
+}
+fn default_max_result_bytes() -> u64 {
+    1 << 30
 }
 
 impl SqlServerConfig {
+    /// The per-query result limits.
+    pub fn limits(&self) -> vigil_queries::postgres::ResultLimits {
+        vigil_queries::postgres::ResultLimits {
+            max_rows: (self.max_result_rows > 0).then_some(self.max_result_rows),
+            max_bytes: (self.max_result_bytes > 0).then_some(self.max_result_bytes),
+        }
+    }
+
     /// The TLS files, when both are set.
     pub fn tls(&self) -> Option<vigil_queries::postgres::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
@@ -304,6 +325,8 @@ impl Default for SqlServerConfig {
             auth: Default::default(),
             tls_cert: None,
             tls_key: None,
+            max_result_rows: default_max_result_rows(),
+            max_result_bytes: default_max_result_bytes(),
         }
     }
 }

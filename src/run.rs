@@ -196,6 +196,7 @@ pub async fn run_until(cfg: VigilConfig, shutdown: impl Future<Output = ()>) -> 
                 creds,
                 cfg.sql.auth,
                 cfg.sql.tls().as_ref(),
+                cfg.sql.limits(),
                 stop_rx.clone(),
             )
             .await

@@ -426,3 +426,18 @@ fn psql_over_tls_logs_in_with_scram_bound_to_the_certificate() {
     let plain = psql(server.port, PASSWORD, &["-t", "-c", "SELECT 1"]);
     assert!(plain.status.success(), "{}", text(&plain));
 }
+
+#[test]
+fn a_result_past_the_servers_limits_ends_with_54000_and_the_session_goes_on() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(tmp.path());
+    let rows = serve(&data, &["--max-result-rows", "10"]);
+    let out = script(rows.port, "SELECT * FROM events;\nSELECT count(*) AS n FROM events;\n");
+    assert!(out.contains("54000"), "{out}");
+    assert!(out.contains("more than 10 rows") && out.contains("max_result_rows"), "{out}");
+    assert!(out.contains("\n2000\n"), "an aggregate stays under the limit: {out}");
+    let bytes = serve(&data, &["--max-result-bytes", "1000"]);
+    let out = script(bytes.port, "SELECT * FROM health;\nSELECT 1 AS one;\n");
+    assert!(out.contains("54000") && out.contains("max_result_bytes"), "{out}");
+    assert!(out.contains("\n1\n"), "{out}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, TlsFiles};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, ResultLimits, TlsFiles};
 
 use vigil_engine::scoring::{AccountInfo, alert_schema};
 use vigil_queries::accounts::{Account, accounts_table};
@@ -86,9 +86,12 @@ pub async fn start_sql_server(
     creds: Credentials,
     method: AuthMethod,
     tls: Option<&TlsFiles>,
+    limits: ResultLimits,
     mut stop: watch::Receiver<bool>,
 ) -> vigil_queries::Result<(SocketAddr, JoinHandle<()>)> {
-    let mut server = PgServer::bind(listen, &analyst, creds, method).await?;
+    let mut server = PgServer::bind(listen, &analyst, creds, method)
+        .await?
+        .with_limits(limits);
     if let Some(files) = tls {
         server = server.with_tls(files)?;
     }

@@ -14,7 +14,7 @@ use vigil_queries::datafusion::dataframe::DataFrame;
 use vigil_queries::Analyst;
 use vigil_queries::named;
 use vigil_queries::output::{Format, write_batches};
-use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, TlsFiles};
+use vigil_queries::postgres::{AuthMethod, Credentials, PgServer, ResultLimits, TlsFiles};
 
 /// Where the data is and how to print results.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,6 +84,12 @@ pub struct ServeArgs {
     /// TLS: the certificate's private key (PEM); with --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Rows one query may return (0: no limit); past it the query ends with SQLSTATE 54000.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub max_result_rows: u64,
+    /// Bytes of row data one query may return (0: no limit).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_result_bytes: u64,
     /// Data directory (see `vigil sql --help`).
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -183,7 +189,11 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         args.auth.into(),
     )
-    .await?;
+    .await?
+    .with_limits(ResultLimits {
+        max_rows: (args.max_result_rows > 0).then_some(args.max_result_rows),
+        max_bytes: (args.max_result_bytes > 0).then_some(args.max_result_bytes),
+    });
     let server = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => server.with_tls(&TlsFiles {
             cert: cert.clone(),

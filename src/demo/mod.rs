@@ -208,6 +208,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         creds.clone(),
         Default::default(),
         None,
+        Default::default(),
         sql_stop.clone(),
     )
     .await;
@@ -220,6 +221,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             creds,
             Default::default(),
             None,
+            Default::default(),
             sql_stop,
         )
         .await

@@ -23,14 +23,44 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::guard::user_error;
 
-/// The session service with queries that can be cancelled or timed out while their rows stream.
+/// How much one query may send: rows and bytes of row data (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResultLimits {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+impl ResultLimits {
+    /// The error once a result passes a limit (54000, program_limit_exceeded), if it has.
+    fn check(&self, rows: u64, bytes: u64) -> Option<PgWireError> {
+        match (self.max_rows, self.max_bytes) {
+            (Some(max), _) if rows > max => Some(user_error(
+                "54000",
+                format!(
+                    "the result has more than {max} rows, the server's limit per query ([sql] max_result_rows): add a LIMIT or aggregate"
+                ),
+            )),
+            (_, Some(max)) if bytes > max => Some(user_error(
+                "54000",
+                format!(
+                    "the result has more than {max} bytes, the server's limit per query ([sql] max_result_bytes): select fewer columns or rows"
+                ),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The session service with queries that can be cancelled or timed out while their rows stream,
+/// and results bounded by [`ResultLimits`].
 pub struct Interruptible {
     inner: Arc<DfSessionService>,
+    limits: ResultLimits,
 }
 
 impl Interruptible {
-    pub fn new(inner: Arc<DfSessionService>) -> Self {
-        Interruptible { inner }
+    pub fn new(inner: Arc<DfSessionService>, limits: ResultLimits) -> Self {
+        Interruptible { inner, limits }
     }
 }
 
@@ -103,31 +133,44 @@ fn canceled(why: &str) -> PgWireError {
     user_error("57014", why.to_string())
 }
 
-/// `rows`, ending with a 57014 error as soon as a cancel request or the timeout comes.
-fn until_stopped(rows: SendableRowStream, stoppers: Stoppers) -> SendableRowStream {
+/// `rows`, ending with a 57014 error as soon as a cancel request or the timeout comes, or with
+/// a 54000 error when they pass `limits`.
+fn until_stopped(rows: SendableRowStream, stoppers: Stoppers, limits: ResultLimits) -> SendableRowStream {
     enum State {
         Start(SendableRowStream, Stoppers),
-        Streaming(SendableRowStream, Stop),
+        Streaming(SendableRowStream, Stop, u64, u64),
     }
-    Box::pin(stream::unfold(Some(State::Start(rows, stoppers)), |state| async move {
-        let (mut rows, stop) = match state? {
-            State::Start(rows, stoppers) => (rows, stoppers.while_streaming().await),
-            State::Streaming(rows, stop) => (rows, stop),
-        };
-        tokio::select! {
-            biased;
-            why = stop.clone() => Some((Err(canceled(why)), None)),
-            row = rows.next() => row.map(|r| (r, Some(State::Streaming(rows, stop)))),
-        }
-    }))
+    Box::pin(stream::unfold(
+        Some(State::Start(rows, stoppers)),
+        move |state| async move {
+            let (mut rows, stop, sent_rows, sent_bytes) = match state? {
+                State::Start(rows, stoppers) => (rows, stoppers.while_streaming().await, 0, 0),
+                State::Streaming(rows, stop, n, b) => (rows, stop, n, b),
+            };
+            tokio::select! {
+                biased;
+                why = stop.clone() => Some((Err(canceled(why)), None)),
+                row = rows.next() => match row? {
+                    Ok(row) => {
+                        let (n, b) = (sent_rows + 1, sent_bytes + row.data.len() as u64);
+                        match limits.check(n, b) {
+                            Some(e) => Some((Err(e), None)),
+                            None => Some((Ok(row), Some(State::Streaming(rows, stop, n, b)))),
+                        }
+                    }
+                    Err(e) => Some((Err(e), Some(State::Streaming(rows, stop, sent_rows, sent_bytes)))),
+                },
+            }
+        },
+    ))
 }
 
-/// `response` with its rows ended by a cancel request or the timeout.
-fn interruptible(response: Response, stoppers: &Stoppers) -> Response {
+/// `response` with its rows ended by a cancel request, the timeout or the limits.
+fn interruptible(response: Response, stoppers: &Stoppers, limits: ResultLimits) -> Response {
     match response {
         Response::Query(mut q) => {
             let rows = std::mem::replace(q.data_rows(), Box::pin(stream::empty()));
-            *q.data_rows() = until_stopped(rows, stoppers.clone());
+            *q.data_rows() = until_stopped(rows, stoppers.clone(), limits);
             Response::Query(q)
         }
         other => other,
@@ -154,7 +197,10 @@ impl SimpleQueryHandler for Interruptible {
     {
         let stoppers = Stoppers::of(&*client);
         let responses = planned(SimpleQueryHandler::do_query(&*self.inner, client, query), &stoppers).await?;
-        Ok(responses.into_iter().map(|r| interruptible(r, &stoppers)).collect())
+        Ok(responses
+            .into_iter()
+            .map(|r| interruptible(r, &stoppers, self.limits))
+            .collect())
     }
 }
 
@@ -185,6 +231,6 @@ impl ExtendedQueryHandler for Interruptible {
             &stoppers,
         )
         .await?;
-        Ok(interruptible(response, &stoppers))
+        Ok(interruptible(response, &stoppers, self.limits))
     }
 }

@@ -30,6 +30,7 @@ use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use tokio::net::TcpListener;
 
 pub use auth::{AuthMethod, Credentials};
+pub use interrupt::ResultLimits;
 pub use tls::TlsFiles;
 
 use crate::context::Analyst;
@@ -68,6 +69,7 @@ pub struct PgServer {
     method: AuthMethod,
     /// The TLS acceptor and the certificate chain (PEM), when TLS is configured.
     tls: Option<(tokio_rustls::TlsAcceptor, Arc<Vec<u8>>)>,
+    limits: ResultLimits,
 }
 
 impl Debug for PgServer {
@@ -104,7 +106,15 @@ impl PgServer {
             creds,
             method,
             tls: None,
+            limits: ResultLimits::default(),
         })
+    }
+
+    /// Bounds what one query may send (rows, bytes of row data); past a bound the query ends
+    /// with SQLSTATE 54000 and a message naming the setting.
+    pub fn with_limits(mut self, limits: ResultLimits) -> PgServer {
+        self.limits = limits;
+        self
     }
 
     /// Offers TLS with the certificate and key of `files` (read now: a bad file fails here, with
@@ -123,9 +133,10 @@ impl PgServer {
     /// Serves connections until `shutdown` completes. Each connection runs in its own task; one
     /// failing (bad password, protocol error, client gone) never stops the server.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let session = Arc::new(interrupt::Interruptible::new(Arc::new(
-            DfSessionService::new_with_hooks(self.context.clone(), hooks()),
-        )));
+        let session = Arc::new(interrupt::Interruptible::new(
+            Arc::new(DfSessionService::new_with_hooks(self.context.clone(), hooks())),
+            self.limits,
+        ));
         let connections = Arc::new(ConnectionManager::new());
         let cancel = Arc::new(DefaultCancelHandler::new(connections.clone()));
         let params = Arc::new({
