@@ -434,7 +434,10 @@ fn a_result_past_the_servers_limits_ends_with_54000_and_the_session_goes_on() {
     let rows = serve(&data, &["--max-result-rows", "10"]);
     let out = script(rows.port, "SELECT * FROM events;\nSELECT count(*) AS n FROM events;\n");
     assert!(out.contains("54000"), "{out}");
-    assert!(out.contains("more than 10 rows") && out.contains("max_result_rows"), "{out}");
+    assert!(
+        out.contains("more than 10 rows") && out.contains("max_result_rows"),
+        "{out}"
+    );
     assert!(out.contains("\n2000\n"), "an aggregate stays under the limit: {out}");
     let bytes = serve(&data, &["--max-result-bytes", "1000"]);
     let out = script(bytes.port, "SELECT * FROM health;\nSELECT 1 AS one;\n");
