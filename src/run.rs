@@ -91,9 +91,8 @@ async fn observe(
     let (mut delivered, mut failed) = (0u64, 0u64);
     let mut stall = vigil_connectors::stall::StallWatch::default();
     loop {
-        let lag = source.lag();
-        for ((topic, partition), lag) in &lag {
-            metrics.set_lag(topic, *partition, *lag);
+        for ((topic, partition), lag) in source.lag() {
+            metrics.set_lag(&topic, partition, lag);
         }
         if let Some(d) = &hooks {
             let stats = d.stats();

@@ -166,22 +166,20 @@ impl PendingScores {
         loop {
             let stopping = *stop.borrow();
             let batch = self.take();
-            let sent = if batch.is_empty() {
-                Ok(0)
-            } else {
-                sink.send_all(&batch).await
-            };
-            if let Err(e) = sent {
-                tracing::warn!(error = %e, n = batch.len(), "scores topic: sending failed, will retry");
-                self.set_failing(Some(e.to_string()));
-                if let Ok(mut m) = self.latest.lock() {
-                    for s in batch {
-                        m.entry(s.account_id.clone()).or_insert(s);
+            if !batch.is_empty() {
+                match sink.send_all(&batch).await {
+                    Ok(_) => self.set_failing(None),
+                    Err(e) => {
+                        tracing::warn!(error = %e, n = batch.len(), "scores topic: sending failed, will retry");
+                        self.set_failing(Some(e.to_string()));
+                        if let Ok(mut m) = self.latest.lock() {
+                            for s in batch {
+                                m.entry(s.account_id.clone()).or_insert(s);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            } else if !batch.is_empty() {
-                self.set_failing(None);
             }
             if stopping {
                 let left = self.take();

@@ -27,7 +27,10 @@ pub fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Where the engine clock comes from.
+/// Where the engine clock comes from. Under `Wall` and `Event`, a partition's clock also stops
+/// at each UTC midnight its events cross, before the first event of the new day: the daily sweep
+/// (the score of the day, behind `trend_7d`) then sees exactly the events before it, whatever
+/// the batches.
 #[derive(Debug, Clone)]
 pub enum Clock {
     /// Event time while a partition has lag or a batch arrived since the last tick (catching
@@ -36,10 +39,6 @@ pub enum Clock {
     /// the wall clock; a backlog is never mistaken for silence. Lateness never depends on it:
     /// the engine's watermark follows event time only.
     Wall,
-    /// Under `Wall` and `Event`, a partition's clock also stops at each UTC midnight its events
-    /// cross, before the first event of the new day: the daily sweep (the score of the day,
-    /// behind `trend_7d`) then sees exactly the events before it, whatever the batches.
-    ///
     /// Event time only: each partition's time is its greatest event time. Deterministic for a
     /// given input (backfills, comparisons); quiet accounts are detected only as events of
     /// other accounts on the partition move time on.

@@ -113,10 +113,10 @@ pub struct KafkaSourceConfig {
     /// [`ConnectorError::Unreachable`] (a wrong address or port would otherwise wait forever).
     #[serde(default = "default_startup_timeout_ms")]
     pub startup_timeout_ms: u64,
-    /// The watchdog: when the consumer, having held partitions, holds none, its group is not
-    /// up, or it reads nothing while behind, for this long, the source replaces it with a new
-    /// consumer of the same configuration and group (then waits twice as long before the next,
-    /// up to 8 times). 0 turns the watchdog off.
+    /// The watchdog: when the consumer is stalled for this long (by the rules of
+    /// [`crate::stall::StallWatch`]: its group not up and steady, or nothing read while behind),
+    /// the source replaces it with a new consumer of the same configuration and group (then
+    /// waits twice as long before the next, up to 8 times). 0 turns the watchdog off.
     #[serde(default = "default_rebuild_after_ms")]
     pub rebuild_after_ms: u64,
     /// Events before this time (epoch ms; default 0, 1970-01-01) are refused as

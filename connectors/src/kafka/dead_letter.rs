@@ -282,11 +282,6 @@ impl DeadLetterWriter {
         }
     }
 
-    /// Dead letters given to the writer and not yet confirmed.
-    pub fn unconfirmed(&self) -> usize {
-        self.in_flight.len() + self.waiting.len()
-    }
-
     /// Replaces the producer when it reports a fatal error (an idempotent producer can then
     /// send nothing more); its queued records fail and are sent again by the new one.
     fn renew_if_fatal(&mut self) -> Result<(), ConnectorError> {

@@ -139,17 +139,23 @@ impl SourceContext {
         self.retired.load(Ordering::SeqCst)
     }
 
-    /// Gives up `parts` as a lost assignment: the owner makes their state durable, their
-    /// acknowledged progress is forgotten rather than committed (the next owner resumes from
-    /// the owner's state or the last commit).
-    fn give_up(&self, parts: &[TopicPartition]) {
+    /// Finishes in-flight work on partitions leaving this consumer: the owner makes their state
+    /// durable and acknowledges their batches; a bounded wait for the acknowledgements, then
+    /// unacknowledged batches are abandoned (read again by the next owner).
+    fn settle(&self, parts: &[TopicPartition]) {
         self.owner.revoked(parts, self.revoke_timeout);
         if !self.tracker.wait_settled(Some(parts), self.revoke_timeout) {
             tracing::warn!(
                 partitions = parts.len(),
-                "giving up partitions with unacknowledged batches; they will be read again"
+                "revocation timed out waiting for acks; unacknowledged batches are abandoned"
             );
         }
+    }
+
+    /// Gives up `parts` as a lost assignment: settled, their acknowledged progress forgotten
+    /// rather than committed (the next owner resumes from the owner's state or the last commit).
+    fn give_up(&self, parts: &[TopicPartition]) {
+        self.settle(parts);
         self.tracker.revoke(parts);
         self.count_assigned();
     }
@@ -278,16 +284,8 @@ impl SourceContext {
 
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let parts = partitions_of(tpl);
-        // Finish in-flight work on the revoked partitions: the owner makes their state durable
-        // and acknowledges their batches; then commit what is acknowledged and abandon the rest
-        // (read again by the new owner).
-        self.owner.revoked(&parts, self.revoke_timeout);
-        if !self.tracker.wait_settled(Some(&parts), self.revoke_timeout) {
-            tracing::warn!(
-                partitions = parts.len(),
-                "revocation timed out waiting for acks; unacknowledged batches are abandoned"
-            );
-        }
+        // Finish in-flight work on the revoked partitions, then commit what is acknowledged.
+        self.settle(&parts);
         // Asynchronous: a synchronous commit here can wait for a coordinator that is gone (the
         // assignment is lost when the broker is unreachable) while the group cannot rejoin
         // until this callback returns. Offsets are only progress reports where an owner keeps
