@@ -77,7 +77,7 @@ pub struct ServeArgs {
     pub password: String,
     /// How clients prove the password: SCRAM-SHA-256, or MD5 for old clients only.
     #[arg(long, value_enum, default_value = "scram-sha-256")]
-    pub auth: AuthArg,
+    pub auth: AuthMethod,
     /// TLS: the server's certificate chain (PEM); with --tls-key.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -93,23 +93,6 @@ pub struct ServeArgs {
     /// Data directory (see `vigil sql --help`).
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-}
-
-/// `vigil serve --auth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuthArg {
-    #[value(name = "scram-sha-256")]
-    ScramSha256,
-    Md5,
-}
-
-impl From<AuthArg> for AuthMethod {
-    fn from(a: AuthArg) -> AuthMethod {
-        match a {
-            AuthArg::ScramSha256 => AuthMethod::ScramSha256,
-            AuthArg::Md5 => AuthMethod::Md5,
-        }
-    }
 }
 
 async fn open(dir: &std::path::Path) -> anyhow::Result<Analyst> {
@@ -187,7 +170,7 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             user: args.user.clone(),
             password: args.password.clone(),
         },
-        args.auth.into(),
+        args.auth,
     )
     .await?
     .with_limits(ResultLimits {

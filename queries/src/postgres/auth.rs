@@ -31,14 +31,18 @@ impl Debug for Credentials {
     }
 }
 
-/// How clients prove the password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// How clients prove the password (`[sql] auth`, `vigil serve --auth`), named as Postgres's
+/// `password_encryption` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
 pub enum AuthMethod {
     /// SCRAM-SHA-256 (RFC 7677), as Postgres 14+ does by default.
     #[default]
+    #[serde(rename = "scram-sha-256")]
+    #[value(name = "scram-sha-256")]
     ScramSha256,
     /// MD5, for old clients only: Postgres deprecates it.
+    #[serde(rename = "md5")]
+    #[value(name = "md5")]
     Md5,
 }
 
@@ -146,5 +150,27 @@ impl StartupHandler for Login {
             Login::Scram(h) => h.on_startup(client, message).await,
             Login::Md5(h) => h.on_startup(client, message).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_named_as_postgres_names_them() {
+        #[derive(serde::Deserialize)]
+        struct Sql {
+            auth: AuthMethod,
+        }
+        let parse = |v: &str| serde_json::from_str::<Sql>(&format!("{{\"auth\":\"{v}\"}}")).map(|s| s.auth);
+        assert_eq!(parse("scram-sha-256").expect("scram"), AuthMethod::ScramSha256);
+        assert_eq!(parse("md5").expect("md5"), AuthMethod::Md5);
+        assert!(parse("scram-sha256").is_err());
+        use clap::ValueEnum;
+        assert_eq!(
+            AuthMethod::from_str("scram-sha-256", false),
+            Ok(AuthMethod::ScramSha256)
+        );
     }
 }
