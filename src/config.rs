@@ -271,30 +271,21 @@ pub struct SqlServerConfig {
 }
 
 fn default_max_result_rows() -> u64 {
-    10_000_000
+    vigil_queries::postgres::ResultLimits::DEFAULT_MAX_ROWS
 }
 fn default_max_result_bytes() -> u64 {
-    1 << 30
+    vigil_queries::postgres::ResultLimits::DEFAULT_MAX_BYTES
 }
 
 impl SqlServerConfig {
     /// The per-query result limits.
     pub fn limits(&self) -> vigil_queries::postgres::ResultLimits {
-        vigil_queries::postgres::ResultLimits {
-            max_rows: (self.max_result_rows > 0).then_some(self.max_result_rows),
-            max_bytes: (self.max_result_bytes > 0).then_some(self.max_result_bytes),
-        }
+        vigil_queries::postgres::ResultLimits::from_settings(self.max_result_rows, self.max_result_bytes)
     }
 
     /// The TLS files, when both are set.
     pub fn tls(&self) -> Option<vigil_queries::postgres::TlsFiles> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(vigil_queries::postgres::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        }
+        vigil_queries::postgres::TlsFiles::from_pair(self.tls_cert.as_ref(), self.tls_key.as_ref())
     }
 }
 

@@ -85,10 +85,10 @@ pub struct ServeArgs {
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Rows one query may return (0: no limit); past it the query ends with SQLSTATE 54000.
-    #[arg(long, default_value_t = 10_000_000)]
+    #[arg(long, default_value_t = ResultLimits::DEFAULT_MAX_ROWS)]
     pub max_result_rows: u64,
     /// Bytes of row data one query may return (0: no limit).
-    #[arg(long, default_value_t = 1 << 30)]
+    #[arg(long, default_value_t = ResultLimits::DEFAULT_MAX_BYTES)]
     pub max_result_bytes: u64,
     /// Data directory (see `vigil sql --help`).
     #[arg(long, env = "VIGIL_DATA_DIR", default_value = "data")]
@@ -173,16 +173,10 @@ pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         args.auth,
     )
     .await?
-    .with_limits(ResultLimits {
-        max_rows: (args.max_result_rows > 0).then_some(args.max_result_rows),
-        max_bytes: (args.max_result_bytes > 0).then_some(args.max_result_bytes),
-    });
-    let server = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => server.with_tls(&TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })?,
-        _ => server,
+    .with_limits(ResultLimits::from_settings(args.max_result_rows, args.max_result_bytes));
+    let server = match TlsFiles::from_pair(args.tls_cert.as_ref(), args.tls_key.as_ref()) {
+        Some(files) => server.with_tls(&files)?,
+        None => server,
     };
     eprintln!(
         "vigil serve: listening on {} (user {}), read-only",

@@ -1,9 +1,7 @@
 //! Logins: SCRAM-SHA-256 (the default, what Postgres itself uses) or MD5 when configured, for
 //! the one analyst account; an unknown user fails exactly like a wrong password.
 
-use std::collections::hash_map::RandomState;
 use std::fmt::Debug;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,24 +47,13 @@ pub enum AuthMethod {
 /// SCRAM's iteration count (Postgres's default).
 const SCRAM_ITERATIONS: usize = 4096;
 
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        let mut h = RandomState::new().build_hasher();
-        h.write_usize(out.len());
-        out.extend_from_slice(&h.finish().to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
 /// The password to check a login against: the configured one for the configured user, a random
 /// one nobody knows for anyone else.
 fn password_for(creds: &Credentials, login: &LoginInfo) -> String {
     if login.user() == Some(creds.user.as_str()) {
         creds.password.clone()
     } else {
-        format!("{:x}", RandomState::new().build_hasher().finish())
+        format!("{:x}", rand::random::<u128>())
     }
 }
 
@@ -78,7 +65,7 @@ struct ScramSource {
 #[async_trait]
 impl AuthSource for ScramSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let salt = random_bytes(16);
+        let salt = rand::random::<[u8; 16]>().to_vec();
         let salted = gen_salted_password(&password_for(&self.creds, login), &salt, SCRAM_ITERATIONS);
         Ok(Password::new(Some(salt), salted))
     }
@@ -92,7 +79,7 @@ pub(crate) struct Md5Source {
 #[async_trait]
 impl AuthSource for Md5Source {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let salt = random_bytes(4);
+        let salt = rand::random::<[u8; 4]>().to_vec();
         let user = login.user().unwrap_or_default();
         let hash = hash_md5_password(user, &password_for(&self.creds, login), &salt);
         Ok(Password::new(Some(salt), hash.into_bytes()))

@@ -20,7 +20,7 @@ use futures::{StreamExt, stream};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, Response};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
 use super::guard::user_error;
@@ -177,11 +177,10 @@ impl QueryHook for CopyToStdoutHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         copy_out_query(statement).map(|_| {
-            Err(PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-                "ERROR".into(),
-                "0A000".into(),
+            Err(user_error(
+                "0A000",
                 "COPY TO STDOUT is served on the simple query protocol (psql's \\copy)".into(),
-            ))))
+            ))
         })
     }
 

@@ -15,8 +15,6 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::Response;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
-use crate::error::QueryError;
-
 /// Postgres session settings clients set at connection or later; accepted (kept per session
 /// where datafusion-postgres knows them), never changing data or other sessions.
 const SESSION_SETTINGS: [&str; 20] = [
@@ -51,32 +49,23 @@ pub(crate) fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message)))
 }
 
-/// A query error as the client sees it: a refusal is 25006 (read_only_sql_transaction).
-pub(crate) fn to_pg_error(e: QueryError) -> PgWireError {
-    match e {
-        QueryError::Refused(m) => user_error("25006", format!("refused: {m}")),
-        QueryError::DataFusion(datafusion::error::DataFusionError::SQL(..)) => user_error("42601", e.to_string()),
-        other => user_error("XX000", other.to_string()),
-    }
-}
-
 /// Why `statement` may not run in an analyst session, if it may not.
 pub fn check(statement: &Statement) -> PgWireResult<()> {
+    // `COPY (query) TO STDOUT` sends rows to the client (psql's `\copy`); its query is checked
+    // like any other. Every other `COPY` is refused below.
+    if let Some(query) = super::copy::copy_out_query(statement) {
+        return check(&Statement::Query(Box::new(query.clone())));
+    }
     match statement {
         Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => Ok(()),
         Statement::Set(set) => check_set(set),
-        // `COPY (query) TO STDOUT` sends rows to the client (psql's `\copy`); its query is
-        // checked like any other. Every other `COPY` falls through and is refused.
-        s if super::copy::copy_out_query(s).is_some() => {
-            let query = super::copy::copy_out_query(s).expect("matched").clone();
-            check(&Statement::Query(Box::new(query)))
-        }
         Statement::Declare { stmts } => stmts
             .iter()
             .filter_map(|d| d.for_query.as_ref())
             .try_for_each(|q| check(&Statement::Query(q.clone()))),
         Statement::Fetch { .. } | Statement::Close { .. } | Statement::Deallocate { .. } => Ok(()),
-        other => crate::readonly::check_sql_statement(other).map_err(to_pg_error),
+        // The read-only check's only error is a refusal: 25006 (read_only_sql_transaction).
+        other => crate::readonly::check_sql_statement(other).map_err(|e| user_error("25006", e.to_string())),
     }
 }
 

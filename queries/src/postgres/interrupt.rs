@@ -3,7 +3,8 @@
 //! and returns a lazy row stream; the work happens while the rows are sent. This wrapper gives
 //! the connection's cancel handle a new signal once the rows start (pgwire's is gone by then)
 //! and ends the row stream with SQLSTATE 57014 when a cancel request comes or the session's
-//! `statement_timeout` passes.
+//! `statement_timeout` passes, or with SQLSTATE 54000 once it passes the server's
+//! [`ResultLimits`].
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion_postgres::DfSessionService;
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, FutureExt};
 use futures::{Sink, StreamExt, stream};
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -31,6 +32,19 @@ pub struct ResultLimits {
 }
 
 impl ResultLimits {
+    /// The default of `[sql] max_result_rows` and `vigil serve --max-result-rows`.
+    pub const DEFAULT_MAX_ROWS: u64 = 10_000_000;
+    /// The default of `[sql] max_result_bytes` and `vigil serve --max-result-bytes` (1 GiB).
+    pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+    /// The limits of the settings, where 0 means no limit.
+    pub fn from_settings(max_rows: u64, max_bytes: u64) -> Self {
+        ResultLimits {
+            max_rows: (max_rows > 0).then_some(max_rows),
+            max_bytes: (max_bytes > 0).then_some(max_bytes),
+        }
+    }
+
     /// The error once a result passes a limit (54000, program_limit_exceeded), if it has.
     fn check(&self, rows: u64, bytes: u64) -> Option<PgWireError> {
         match (self.max_rows, self.max_bytes) {
@@ -65,7 +79,7 @@ impl Interruptible {
 }
 
 /// Why a query stops early: a cancel request or the statement timeout.
-type Stop = Shared<BoxFuture<'static, &'static str>>;
+type Stop = BoxFuture<'static, &'static str>;
 
 /// What can stop the query starting now on `client`'s connection: its cancel handle and the
 /// deadline of its `statement_timeout`.
@@ -125,7 +139,6 @@ impl Stoppers {
         futures::future::select(cancel, self.timeout())
             .map(|either| either.factor_first().0)
             .boxed()
-            .shared()
     }
 }
 
@@ -143,13 +156,13 @@ fn until_stopped(rows: SendableRowStream, stoppers: Stoppers, limits: ResultLimi
     Box::pin(stream::unfold(
         Some(State::Start(rows, stoppers)),
         move |state| async move {
-            let (mut rows, stop, sent_rows, sent_bytes) = match state? {
+            let (mut rows, mut stop, sent_rows, sent_bytes) = match state? {
                 State::Start(rows, stoppers) => (rows, stoppers.while_streaming().await, 0, 0),
                 State::Streaming(rows, stop, n, b) => (rows, stop, n, b),
             };
             tokio::select! {
                 biased;
-                why = stop.clone() => Some((Err(canceled(why)), None)),
+                why = &mut stop => Some((Err(canceled(why)), None)),
                 row = rows.next() => match row? {
                     Ok(row) => {
                         let (n, b) = (sent_rows + 1, sent_bytes + row.data.len() as u64);

@@ -35,6 +35,15 @@ fn ring_provider() -> tokio_rustls::rustls::crypto::CryptoProvider {
 }
 
 impl TlsFiles {
+    /// The files of a setting pair (`--tls-cert`/`--tls-key`, `[sql] tls_cert`/`tls_key`): TLS
+    /// when both are given.
+    pub fn from_pair(cert: Option<&PathBuf>, key: Option<&PathBuf>) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: cert?.clone(),
+            key: key?.clone(),
+        })
+    }
+
     /// The certificate chain as PEM text (SCRAM's channel binding hashes its first certificate).
     pub fn cert_pem(&self) -> Result<Vec<u8>> {
         std::fs::read(&self.cert).map_err(|e| bad(&self.cert, e))
